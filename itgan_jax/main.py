@@ -1,0 +1,57 @@
+r"""Trains an experiment described by a config file.
+
+  python -m itgan_jax.main --config=configs/mnist_ssl.py --workdir=runs/mnist_ssl_100
+  python -m itgan_jax.main --config=configs/mnist_ssl.py:labels=50 --config.train.num_epochs=10 \
+      --workdir=runs/mnist_50
+
+Rerunning the same command resumes from the newest checkpoint in --workdir.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and samples.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  import jax  # after flag parsing, so XLA_FLAGS set by the caller apply.
+
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # library chatter (orbax) off; --verbosity=0 for all
+
+  from itgan_jax.train import loop
+  overrides = config_flags.get_override_values(flags.FLAGS["config"])
+  logging.info("JAX %s, %d %s device(s), process %d/%d", jax.__version__, jax.device_count(),
+               jax.default_backend(), jax.process_index(), jax.process_count())
+  if overrides:
+    logging.info("config overrides: %s", overrides)
+  try:
+    record = loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except KeyboardInterrupt as e:
+    print(str(e) or "interrupted; rerun the same command to resume", file=sys.stderr)
+    sys.exit(130)
+  except (loop.NonFiniteLossError, ValueError, RuntimeError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
+  if "test_errors_ema" in record:
+    n = record["test_errors_ema"]
+    print(f"final test error (EMA parameters): {n} errors = {100 * record['test_err_ema']:.2f}% | "
+          f"raw parameters: {record['test_errors_raw']} errors = "
+          f"{100 * record['test_err_raw']:.2f}% (epoch {record['epoch']}, workdir "
+          f"{os.path.abspath(_WORKDIR.value)})")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,17 @@
+"""Additive Gaussian noise (official `GaussianNoiseLayer`): x + N(0, sigma^2) at train time only."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+
+
+class GaussianNoise(nn.Module):
+  """x + sigma * N(0, 1) drawn from the `noise` rng stream when `train`; identity otherwise."""
+  sigma: float
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+    if not train or self.sigma == 0:
+      return x
+    return x + self.sigma * jax.random.normal(self.make_rng("noise"), x.shape, x.dtype)

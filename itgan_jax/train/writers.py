@@ -1,0 +1,102 @@
+"""Run outputs a person can read: metrics as JSONL and TensorBoard events, sample grids and curves as PNG."""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+from typing import Mapping
+
+import numpy as np
+from PIL import Image
+
+
+def image_grid(images: np.ndarray, rows: int | None = None) -> np.ndarray:
+  """Tiles uint8 images (N, H, W, C) into one (rows*H, cols*W, C) array with 1-pixel gaps."""
+  n, h, w, c = images.shape
+  rows = rows or int(math.ceil(math.sqrt(n)))
+  cols = int(math.ceil(n / rows))
+  grid = np.full((rows * (h + 1) - 1, cols * (w + 1) - 1, c), 255, np.uint8)
+  for i in range(n):
+    r, q = divmod(i, cols)
+    grid[r * (h + 1):r * (h + 1) + h, q * (w + 1):q * (w + 1) + w] = images[i]
+  return grid
+
+
+def save_png(path: str | pathlib.Path, image: np.ndarray) -> None:
+  """Writes a uint8 (H, W, 1|3) array as PNG, atomically."""
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_suffix(".tmp.png")
+  Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(tmp)
+  tmp.replace(path)
+
+
+def plot_curves(records: list[dict], keys: list[str], path: str | pathlib.Path,
+                x_key: str = "epoch") -> bool:
+  """Plots metric curves to PNG with matplotlib (if installed); returns whether it wrote the file."""
+  try:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+  except ImportError:
+    return False
+  keys = [k for k in keys if any(k in r for r in records)]
+  if not keys:
+    return False
+  fig, axes = plt.subplots(len(keys), 1, figsize=(6, 2.2 * len(keys)), squeeze=False)
+  for ax, key in zip(axes[:, 0], keys):
+    pts = [(r[x_key], r[key]) for r in records if key in r]
+    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".")
+    ax.set_ylabel(key)
+    ax.grid(alpha=0.3)
+  axes[-1, 0].set_xlabel(x_key)
+  fig.tight_layout()
+  tmp = pathlib.Path(path).with_suffix(".tmp.png")
+  fig.savefig(tmp, dpi=80)
+  plt.close(fig)
+  tmp.replace(path)
+  return True
+
+
+class MetricWriter:
+  """Appends one JSON record per epoch to `metrics.jsonl` and mirrors scalars to TensorBoard."""
+
+  def __init__(self, workdir: str | pathlib.Path, tensorboard: bool = True):
+    self.workdir = pathlib.Path(workdir)
+    self.workdir.mkdir(parents=True, exist_ok=True)
+    self.jsonl = self.workdir / "metrics.jsonl"
+    self._tb = None
+    if tensorboard:
+      from tensorboardX import SummaryWriter
+      self._tb = SummaryWriter(str(self.workdir / "tensorboard"))
+
+  def records(self) -> list[dict]:
+    if not self.jsonl.exists():
+      return []
+    return [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.strip()]
+
+  def truncate_after(self, epoch: int) -> None:
+    """Drops records of epochs > `epoch` (written after the checkpoint a resumed run starts from)."""
+    kept = [r for r in self.records() if r.get("epoch", 0) <= epoch]
+    tmp = self.jsonl.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    tmp.replace(self.jsonl)
+
+  def write(self, step: int, record: Mapping[str, float]) -> None:
+    with self.jsonl.open("a") as f:
+      f.write(json.dumps(dict(record)) + "\n")
+    if self._tb is not None:
+      for key, value in record.items():
+        if isinstance(value, (int, float)) and key != "epoch":
+          self._tb.add_scalar(key, value, step)
+      self._tb.flush()
+
+  def write_image(self, step: int, tag: str, image: np.ndarray) -> None:
+    if self._tb is not None:
+      self._tb.add_image(tag, image, step, dataformats="HWC")
+      self._tb.flush()
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()

@@ -1,0 +1,40 @@
+"""The same jitted train step on 8 (fake CPU) devices equals 1 device on the same global batch."""
+
+from __future__ import annotations
+
+import chex
+import jax
+import numpy as np
+
+from itgan_jax import experiment
+from itgan_jax.data import preprocess
+from itgan_jax.train import loop
+from itgan_jax.train import sharding
+from tests.helpers import load_config
+
+
+def _run(exp, num_devices, num_steps=3):
+  mesh = sharding.make_mesh(num_devices)
+  repl = sharding.replicated(mesh)
+  x_init = preprocess.to_float(exp.x_init, exp.scale)
+  state = jax.jit(exp.variant.init, out_shardings=repl)(jax.random.PRNGKey(0), x_init)
+  plan = {k: v[:num_steps] for k, v in exp.epoch_plan(0).items()}
+  run = loop._make_run_chunk(exp.variant, exp.feeder, mesh, num_steps)  # pylint: disable=protected-access
+  state, metrics = run(state, exp.feeder.put(repl), plan)
+  return jax.device_get(state), jax.device_get(metrics), state
+
+
+def test_eight_devices_match_one_device(shared_data_dir):
+  chex.assert_devices_available(8, "cpu")
+  config = load_config("mnist_ssl", "tiny", **{"data.dir": str(shared_data_dir)})
+  exp = experiment.build(config)
+  state1, metrics1, _ = _run(exp, 1)
+  state8, metrics8, sharded_state = _run(exp, 8)
+  # The state really lives on 8 devices, replicated.
+  leaf = jax.tree.leaves(sharded_state.d.params)[0]
+  assert len(leaf.sharding.device_set) == 8
+  for key in metrics1:
+    np.testing.assert_allclose(metrics8[key], metrics1[key], rtol=2e-4, atol=2e-5, err_msg=key)
+  chex.assert_trees_all_close(state8.d.params, state1.d.params, rtol=2e-4, atol=2e-5)
+  chex.assert_trees_all_close(state8.g.params, state1.g.params, rtol=2e-4, atol=2e-5)
+  assert int(state8.step) == int(state1.step) == 3

@@ -1,0 +1,115 @@
+"""End-to-end tests of the shared loop on tiny MNIST configs: outputs, resume, signals, NaN stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import jax
+import numpy as np
+import pytest
+
+from itgan_jax.train import loop
+from itgan_jax.train.checkpoint import Checkpointer
+from tests.helpers import load_config
+
+
+def _tiny(shared_data_dir, **overrides):
+  return load_config("mnist_ssl", "tiny", **{"data.dir": str(shared_data_dir),
+                                             "log.progress": False, **overrides})
+
+
+def _restore_state(workdir, config):
+  from itgan_jax import experiment
+  exp = experiment.build(config)
+  from itgan_jax.data import preprocess
+  template = exp.variant.init(jax.random.PRNGKey(0),
+                              preprocess.to_float(exp.x_init, exp.scale))
+  state, meta = Checkpointer(workdir).restore(template)
+  return state, meta
+
+
+def _assert_states_equal(a, b):
+  leaves_a, tree_a = jax.tree.flatten(a)
+  leaves_b, tree_b = jax.tree.flatten(b)
+  assert tree_a == tree_b
+  for x, y in zip(leaves_a, leaves_b):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def _records(workdir):
+  return [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(shared_data_dir, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("full")
+  config = _tiny(shared_data_dir)
+  record = loop.train_and_evaluate(config, str(workdir))
+  return workdir, config, record
+
+
+def test_run_writes_metrics_samples_checkpoints(uninterrupted):
+  workdir, config, record = uninterrupted
+  records = _records(workdir)
+  assert [r["epoch"] for r in records] == [1, 2]
+  for key in ("loss_lab", "loss_unl", "loss_gen", "train_err", "test_errors_ema",
+              "test_err_raw", "epoch_time_s"):
+    assert key in records[-1], key
+  assert 0 <= record["test_errors_ema"] <= 10000
+  assert (workdir / "samples" / "epoch_0002.png").exists()
+  assert (workdir / "samples" / "latest.png").exists()
+  assert (workdir / "curves.png").exists()
+  assert any((workdir / "tensorboard").iterdir())
+  assert Checkpointer(workdir).latest_step() == 2 * config.train.steps_per_epoch
+  assert json.loads((workdir / "final.json").read_text())["epoch"] == 2
+
+
+def test_resume_from_epoch_boundary_is_bit_exact(uninterrupted, shared_data_dir, tmp_path):
+  full_dir, config, _ = uninterrupted
+  first = _tiny(shared_data_dir, **{"train.num_epochs": 1})
+  loop.train_and_evaluate(first, str(tmp_path))
+  loop.train_and_evaluate(config, str(tmp_path))  # same command with the full schedule resumes
+  _assert_states_equal(_restore_state(full_dir, config)[0], _restore_state(tmp_path, config)[0])
+  a, b = _records(full_dir), _records(tmp_path)
+  for ra, rb in zip(a, b):
+    for key in ("loss_lab", "loss_unl", "loss_gen", "test_errors_ema", "test_errors_raw"):
+      assert ra[key] == rb[key], key
+
+
+def test_sigterm_mid_epoch_checkpoints_and_resume_is_bit_exact(uninterrupted, shared_data_dir,
+                                                               tmp_path):
+  full_dir, config, _ = uninterrupted
+  calls = []
+
+  def send_sigterm_once(step):
+    calls.append(step)
+    if len(calls) == 1:  # after the first chunk (mid-epoch: steps_per_call < steps_per_epoch)
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  with pytest.raises(KeyboardInterrupt, match="Rerun the same command"):
+    loop.train_and_evaluate(config, str(tmp_path), chunk_callback=send_sigterm_once)
+  assert Checkpointer(tmp_path).latest_step() == config.train.steps_per_call
+  loop.train_and_evaluate(config, str(tmp_path))
+  _assert_states_equal(_restore_state(full_dir, config)[0], _restore_state(tmp_path, config)[0])
+  assert [r["loss_gen"] for r in _records(full_dir)] == [r["loss_gen"] for r in _records(tmp_path)]
+
+
+def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(shared_data_dir, tmp_path,
+                                                                       monkeypatch):
+  config = _tiny(shared_data_dir, **{"train.num_epochs": 3})
+  from itgan_jax.variants import ssl
+
+  original = ssl.SemiSupervisedGAN.train_step
+
+  def poisoned(self, state, batch, rng):
+    state, metrics = original(self, state, batch, rng)
+    bad = state.step > 2 * config.train.steps_per_epoch  # only in the third epoch
+    metrics["loss_gen"] = jax.numpy.where(bad, jax.numpy.nan, metrics["loss_gen"])
+    return state, metrics
+
+  monkeypatch.setattr(ssl.SemiSupervisedGAN, "train_step", poisoned)
+  with pytest.raises(loop.NonFiniteLossError, match=r"loss_gen became NaN/Inf.*last good"):
+    loop.train_and_evaluate(config, str(tmp_path))
+  assert Checkpointer(tmp_path).latest_step() == 2 * config.train.steps_per_epoch
