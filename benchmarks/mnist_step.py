@@ -90,7 +90,7 @@ def main():
   print(f"compile: {time.perf_counter() - t:.1f} s")
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  xla_flops = float(cost.get("flops", float("nan"))) / args.steps
+  xla_flops = float(cost.get("flops", float("nan")))  # the scan body (one iteration) counted once
   ana_flops = analytic_flops_per_iteration(config.train.batch_size)
 
   state, metrics = run(state, arrays, plan)  # warm-up

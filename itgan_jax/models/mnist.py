@@ -24,6 +24,7 @@ class MnistDiscriminator(nn.Module):
   """
   hidden: Sequence[int] = (1000, 500, 250, 250, 250)
   num_classes: int = 10
+  batch_independent = True  # no batch statistics: the variant may stack batches into one call
   input_noise: float = 0.3
   hidden_noise: float = 0.5
 

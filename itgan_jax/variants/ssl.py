@@ -117,9 +117,16 @@ class SemiSupervisedGAN:
     d = state.d
 
     def loss_fn(params):
-      logits_lab, _ = self._discriminate(params, d.constants, batch["x_lab"], k_lab)
-      logits_unl, _ = self._discriminate(params, d.constants, batch["x_unl"], k_unl)
-      logits_gen, _ = self._discriminate(params, d.constants, x_gen, k_gen)
+      if getattr(self.discriminator, "batch_independent", False):
+        # D treats examples independently (no batch statistics), so one call on the three
+        # batches stacked equals the official three calls, with 3x larger matrix products.
+        logits, _ = self._discriminate(
+            params, d.constants, jnp.concatenate([batch["x_lab"], batch["x_unl"], x_gen]), k_lab)
+        logits_lab, logits_unl, logits_gen = jnp.split(logits, 3)
+      else:  # batch-dependent layers (minibatch features): statistics within each pure batch.
+        logits_lab, _ = self._discriminate(params, d.constants, batch["x_lab"], k_lab)
+        logits_unl, _ = self._discriminate(params, d.constants, batch["x_unl"], k_unl)
+        logits_gen, _ = self._discriminate(params, d.constants, x_gen, k_gen)
       if self.label_smoothing == 1.0:
         loss, aux = ssl_losses.discriminator_loss(
             logits_lab, batch["y_lab"], logits_unl, logits_gen, self.unlabeled_weight)
