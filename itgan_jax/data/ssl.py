@@ -1,19 +1,43 @@
 """The official semi-supervised data protocol (papers.md A.3, A.4).
 
-Labeled subset: permute the training set with `RandomState(seed_data)` and take the first `count`
-examples of each class (class by class). Unlabeled set: the whole training set. Each epoch: the
-labeled set is re-permuted and tiled to the epoch length, the unlabeled set is permuted, and a second
-independent permutation feeds feature matching (`trainx_unl2`).
+Labeled subset (openai/improved-gan `train_mnist_feature_matching.py`, `train_cifar_*.py`):
+`inds = RandomState(seed_data).permutation(N)`, then for each class j the first `count` examples
+of `trainx[inds][trainy[inds] == j]`, concatenated class by class (`txs`, `tys`). Unlabeled set:
+the whole training set (labeled examples included).
+
+Each epoch (official training loop): the labeled set is re-permuted `ceil(N / n_lab)` times and
+concatenated (MNIST: `N // n_lab`, equal for 60000 / 100), the unlabeled set is permuted, and a
+second independent permutation (`trainx_unl2`) feeds the generator's feature-matching batches.
+Here the plans are index arrays drawn from `default_rng([seed, epoch])`, so any epoch's plan can be
+regenerated without replaying earlier epochs (the official code draws them sequentially from one
+RandomState; the distribution is the same).
 """
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import numpy as np
+
+
+class EpochPlan(TypedDict):
+  """Index plan of one semi-supervised epoch; each array is int32 (steps, batch_size)."""
+  lab: np.ndarray   # labeled batches (indices into the training set, all in labeled_idx)
+  unl: np.ndarray   # unlabeled batches for D (a permutation of the training set)
+  unl2: np.ndarray  # unlabeled batches for G's feature matching (an independent permutation)
+
+
+class GanEpochPlan(TypedDict):
+  """Index plan of one unsupervised epoch: int32 (steps, batch_size)."""
+  idx: np.ndarray
 
 
 def select_labeled(train_y: np.ndarray, count_per_class: int, seed_data: int,
                    num_classes: int) -> np.ndarray:
-  """Indices of the labeled subset, exactly as the official `txs/tys` selection."""
+  """Indices (int64, class by class) of the labeled subset, exactly as the official `txs/tys`."""
+  train_y = np.asarray(train_y)
+  if train_y.ndim != 1:
+    raise ValueError(f"train_y must be a 1-D label array, got shape {train_y.shape}")
   if count_per_class <= 0:
     raise ValueError(f"count_per_class must be positive, got {count_per_class}")
   inds = np.random.RandomState(seed_data).permutation(train_y.shape[0])
@@ -23,23 +47,39 @@ def select_labeled(train_y: np.ndarray, count_per_class: int, seed_data: int,
     of_class = inds[permuted_y == j]
     if of_class.shape[0] < count_per_class:
       raise ValueError(f"class {j} has only {of_class.shape[0]} training examples, fewer than the "
-                       f"{count_per_class} labeled examples per class asked for")
+                       f"{count_per_class} labeled examples per class asked for (data.num_labeled "
+                       f"= {count_per_class * num_classes})")
     chosen.append(of_class[:count_per_class])
   return np.concatenate(chosen)
 
 
 def _epoch_rng(seed: int, epoch: int) -> np.random.Generator:
+  if seed < 0 or epoch < 0:
+    raise ValueError(f"seed ({seed}) and epoch ({epoch}) must be non-negative")
   return np.random.default_rng([seed, epoch])
 
 
-def ssl_epoch_plan(num_train: int, labeled_idx: np.ndarray, batch_size: int, seed: int,
-                   epoch: int) -> dict[str, np.ndarray]:
-  """Index plan of one epoch: `lab`, `unl`, `unl2`, each (num_train // batch_size, batch_size).
+def _steps(num_train: int, batch_size: int) -> int:
+  if batch_size <= 0 or num_train < batch_size:
+    raise ValueError(f"batch_size={batch_size} must be in [1, num_train={num_train}]")
+  return num_train // batch_size
 
-  Deterministic in (seed, epoch) alone, so a resumed run regenerates any epoch's plan directly.
+
+def ssl_epoch_plan(num_train: int, labeled_idx: np.ndarray, batch_size: int, seed: int,
+                   epoch: int) -> EpochPlan:
+  """Index plan of one epoch: `lab`, `unl`, `unl2`, int32 (num_train // batch_size, batch_size).
+
+  `lab` concatenates ceil(n / n_lab) independent permutations of `labeled_idx` truncated to the
+  n = steps * batch_size used indices (so with n_lab > n / 2 the last tile is partial, and with
+  n_lab > n only part of the labeled set is seen in this epoch). Deterministic in (seed, epoch).
   """
+  labeled_idx = np.asarray(labeled_idx)
+  if labeled_idx.ndim != 1 or labeled_idx.size == 0:
+    raise ValueError(f"labeled_idx must be a non-empty 1-D index array, got {labeled_idx.shape}")
+  if labeled_idx.min() < 0 or labeled_idx.max() >= num_train:
+    raise ValueError(f"labeled_idx has indices outside [0, {num_train})")
+  steps = _steps(num_train, batch_size)
   rng = _epoch_rng(seed, epoch)
-  steps = num_train // batch_size
   n = steps * batch_size
   n_lab = labeled_idx.shape[0]
   tiles = -(-n // n_lab)
@@ -47,12 +87,13 @@ def ssl_epoch_plan(num_train: int, labeled_idx: np.ndarray, batch_size: int, see
   unl = rng.permutation(num_train)[:n]
   unl2 = rng.permutation(num_train)[:n]
   shape = (steps, batch_size)
-  return {"lab": lab.reshape(shape).astype(np.int32), "unl": unl.reshape(shape).astype(np.int32),
-          "unl2": unl2.reshape(shape).astype(np.int32)}
+  return EpochPlan(lab=lab.reshape(shape).astype(np.int32),
+                   unl=unl.reshape(shape).astype(np.int32),
+                   unl2=unl2.reshape(shape).astype(np.int32))
 
 
-def gan_epoch_plan(num_train: int, batch_size: int, seed: int, epoch: int) -> dict[str, np.ndarray]:
-  """Index plan of one unsupervised epoch: `idx` (num_train // batch_size, batch_size)."""
-  steps = num_train // batch_size
+def gan_epoch_plan(num_train: int, batch_size: int, seed: int, epoch: int) -> GanEpochPlan:
+  """Index plan of one unsupervised epoch: `idx` int32 (num_train // batch_size, batch_size)."""
+  steps = _steps(num_train, batch_size)
   idx = _epoch_rng(seed, epoch).permutation(num_train)[:steps * batch_size]
-  return {"idx": idx.reshape(steps, batch_size).astype(np.int32)}
+  return GanEpochPlan(idx=idx.reshape(steps, batch_size).astype(np.int32))
