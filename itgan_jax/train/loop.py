@@ -166,88 +166,89 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   def save(step, meta):
     checkpointer.save(step, state, meta)
 
-  with _StopRequest() as stop:
-    step = start_step
-    while step < total_steps:
-      epoch, in_epoch = divmod(step, spe)
-      plan = exp.epoch_plan(epoch)
-      sums = {k: float(v) for k, v in meta["epoch_sums"].items()}
-      wall = float(meta["epoch_wall"])
-      t_epoch = time.time()
-      while in_epoch < spe:
-        n = min(config.train.steps_per_call, spe - in_epoch)
-        if n not in run_chunks:
-          run_chunks[n] = _make_run_chunk(exp.variant, exp.feeder, mesh, n)
-        chunk_plan = {k: v[in_epoch:in_epoch + n] for k, v in plan.items()}
-        state, metrics = run_chunks[n](state, arrays, chunk_plan)
-        metrics = jax.device_get(metrics)
-        bad = [k for k, v in metrics.items() if not np.all(np.isfinite(v))]
-        if bad:
-          last = checkpointer.latest_step()
-          raise NonFiniteLossError(
-              f"{', '.join(bad)} became NaN/Inf within steps {step}..{step + n - 1} "
-              f"(epoch {epoch + 1}). Training stopped; the last good checkpoint "
-              f"(step {last}) is kept in {checkpointer.directory}. Try a lower learning rate "
-              "or another seed; rerunning the same command resumes from that checkpoint.")
-        for k, v in metrics.items():
-          sums[k] = sums.get(k, 0.0) + float(np.sum(v, dtype=np.float64))
-        step += n
-        in_epoch += n
+  try:
+    with _StopRequest() as stop:
+      step = start_step
+      while step < total_steps:
+        epoch, in_epoch = divmod(step, spe)
+        plan = exp.epoch_plan(epoch)
+        sums = {k: float(v) for k, v in meta["epoch_sums"].items()}
+        wall = float(meta["epoch_wall"])
+        t_epoch = time.time()
+        while in_epoch < spe:
+          n = min(config.train.steps_per_call, spe - in_epoch)
+          if n not in run_chunks:
+            run_chunks[n] = _make_run_chunk(exp.variant, exp.feeder, mesh, n)
+          chunk_plan = {k: v[in_epoch:in_epoch + n] for k, v in plan.items()}
+          state, metrics = run_chunks[n](state, arrays, chunk_plan)
+          metrics = jax.device_get(metrics)
+          bad = [k for k, v in metrics.items() if not np.all(np.isfinite(v))]
+          if bad:
+            last = checkpointer.latest_step()
+            raise NonFiniteLossError(
+                f"{', '.join(bad)} became NaN/Inf within steps {step}..{step + n - 1} "
+                f"(epoch {epoch + 1}). Training stopped; the last good checkpoint "
+                f"(step {last}) is kept in {checkpointer.directory}. Try a lower learning rate "
+                "or another seed; rerunning the same command resumes from that checkpoint.")
+          for k, v in metrics.items():
+            sums[k] = sums.get(k, 0.0) + float(np.sum(v, dtype=np.float64))
+          step += n
+          in_epoch += n
+          if progress is not None:
+            progress.set_description(f"epoch {epoch + 1}/{num_epochs}")
+            progress.set_postfix({k: f"{sums[k] / in_epoch:.4f}" for k in
+                                  ("loss_lab", "loss_unl", "loss_gen") if k in sums},
+                                 refresh=False)
+            progress.update(n)
+          if chunk_callback is not None:
+            chunk_callback(step)
+          if stop.signum is not None and in_epoch < spe:
+            meta = {"epoch_sums": sums, "epoch_wall": wall + time.time() - t_epoch}
+            save(step, meta)
+            raise KeyboardInterrupt(
+                f"stopped by {signal.Signals(stop.signum).name} at step {step}; checkpoint saved "
+                f"in {checkpointer.directory}. Rerun the same command to resume.")
+        epoch_time = wall + time.time() - t_epoch
+
+        # --- end of epoch: evaluate, log, sample, checkpoint -------------------------------------
+        record = {"epoch": epoch + 1, "step": step}
+        record.update({k: v / spe for k, v in sums.items()})
+        if (epoch + 1) % config.eval.every_epochs == 0 or step == total_steps:
+          errs = jax.device_get(evaluate(state, x_test, y_test))
+          n_test = int(exp.test_y.shape[0])
+          for key, value in errs.items():
+            record[key] = int(value)
+            record[key.replace("errors", "err")] = int(value) / n_test
+        record["epoch_time_s"] = epoch_time
+        record["steps_per_s"] = spe / max(epoch_time, 1e-9)
+        writer.write(step, record)
+        eta = (total_steps - step) / spe * epoch_time
+        line = "epoch {}/{} | {} | {:.1f} s/epoch | ETA {}".format(
+            epoch + 1, num_epochs,
+            " ".join(f"{k}={v:.4g}" for k, v in record.items()
+                     if k not in ("epoch", "step", "epoch_time_s", "steps_per_s")),
+            epoch_time, _format_eta(eta))
+        logging.info(line)
         if progress is not None:
-          progress.set_description(f"epoch {epoch + 1}/{num_epochs}")
-          progress.set_postfix({k: f"{sums[k] / in_epoch:.4f}" for k in
-                                ("loss_lab", "loss_unl", "loss_gen") if k in sums},
-                               refresh=False)
-          progress.update(n)
-        if chunk_callback is not None:
-          chunk_callback(step)
-        if stop.signum is not None and in_epoch < spe:
-          meta = {"epoch_sums": sums, "epoch_wall": wall + time.time() - t_epoch}
+          progress.write(line)
+        elif config.log.print_epochs:
+          print(line, flush=True)
+        if (epoch + 1) % config.log.samples_every_epochs == 0 or step == total_steps:
+          images = preprocess.to_uint8(np.asarray(generate(state, sample_z)), exp.scale)
+          grid = writers.image_grid(images)
+          writers.save_png(workdir / "samples" / f"epoch_{epoch + 1:04d}.png", grid)
+          writers.save_png(workdir / "samples" / "latest.png", grid)
+          writer.write_image(step, "samples", grid)
+          writers.plot_curves(writer.records(), exp.curve_keys, workdir / "curves.png")
+        meta = {"epoch_sums": {}, "epoch_wall": 0.0}
+        if (epoch + 1) % config.checkpoint.every_epochs == 0 or step == total_steps:
           save(step, meta)
-          checkpointer.close()
-          raise KeyboardInterrupt(
-              f"stopped by {signal.Signals(stop.signum).name} at step {step}; checkpoint saved "
-              f"in {checkpointer.directory}. Rerun the same command to resume.")
-      epoch_time = wall + time.time() - t_epoch
 
-      # --- end of epoch: evaluate, log, sample, checkpoint -------------------------------------
-      record = {"epoch": epoch + 1, "step": step}
-      record.update({k: v / spe for k, v in sums.items()})
-      if (epoch + 1) % config.eval.every_epochs == 0 or step == total_steps:
-        errs = jax.device_get(evaluate(state, x_test, y_test))
-        n_test = int(exp.test_y.shape[0])
-        for key, value in errs.items():
-          record[key] = int(value)
-          record[key.replace("errors", "err")] = int(value) / n_test
-      record["epoch_time_s"] = epoch_time
-      record["steps_per_s"] = spe / max(epoch_time, 1e-9)
-      writer.write(step, record)
-      eta = (total_steps - step) / spe * epoch_time
-      line = "epoch {}/{} | {} | {:.1f} s/epoch | ETA {}".format(
-          epoch + 1, num_epochs,
-          " ".join(f"{k}={v:.4g}" for k, v in record.items()
-                   if k not in ("epoch", "step", "epoch_time_s", "steps_per_s")),
-          epoch_time, _format_eta(eta))
-      logging.info(line)
-      if progress is not None:
-        progress.write(line)
-      elif config.log.print_epochs:
-        print(line, flush=True)
-      if (epoch + 1) % config.log.samples_every_epochs == 0 or step == total_steps:
-        images = preprocess.to_uint8(np.asarray(generate(state, sample_z)), exp.scale)
-        grid = writers.image_grid(images)
-        writers.save_png(workdir / "samples" / f"epoch_{epoch + 1:04d}.png", grid)
-        writers.save_png(workdir / "samples" / "latest.png", grid)
-        writer.write_image(step, "samples", grid)
-        writers.plot_curves(writer.records(), exp.curve_keys, workdir / "curves.png")
-      meta = {"epoch_sums": {}, "epoch_wall": 0.0}
-      if (epoch + 1) % config.checkpoint.every_epochs == 0 or step == total_steps:
-        save(step, meta)
-
-  if progress is not None:
-    progress.close()
-  checkpointer.close()
-  writer.close()
+  finally:
+    if progress is not None:
+      progress.close()
+    checkpointer.close()
+    writer.close()
   if not record:
     record = (writer.records() or [{}])[-1]
   (workdir / "final.json").write_text(json.dumps(record, indent=2))
