@@ -1,0 +1,79 @@
+"""The command line: config files, overrides, clear errors for typos, wrong types and bad values."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from itgan_jax import experiment
+from itgan_jax.config_args import parse_arg
+from tests.helpers import REPO, load_config
+
+
+def _main(*args, env=None, timeout=300):
+  return subprocess.run([sys.executable, "-m", "itgan_jax.main", *args], cwd=REPO,
+                        capture_output=True, text=True, timeout=timeout,
+                        env={**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})})
+
+
+@pytest.mark.parametrize("labels", [20, 50, 100, 200])
+def test_label_counts_select_class_balanced_subsets(labels):
+  config = load_config("mnist_ssl", f"labels={labels}")
+  assert config.data.num_labeled == labels
+
+
+def test_parse_arg_rejects_unknown_keys_and_wrong_types():
+  with pytest.raises(ValueError, match="unknown config argument 'lables'"):
+    parse_arg("lables=50", labels=100)
+  with pytest.raises(ValueError, match="must be of type int"):
+    parse_arg("labels=many", labels=100)
+  assert parse_arg("demo", demo=False, labels=1).demo is True
+
+
+def test_typo_in_override_key_fails_with_suggestion(tmp_path):
+  result = _main("--config=configs/mnist_ssl.py", f"--workdir={tmp_path}",
+                 "--config.optim.lrr=0.1")
+  assert result.returncode != 0
+  assert "lrr" in result.stderr and "Did you mean" in result.stderr
+
+
+def test_wrong_type_in_override_fails(tmp_path):
+  result = _main("--config=configs/mnist_ssl.py", f"--workdir={tmp_path}",
+                 "--config.train.batch_size=abc")
+  assert result.returncode != 0
+  assert "batch_size" in result.stderr
+
+
+def test_missing_data_names_every_way_to_provide_it(tmp_path):
+  result = _main("--config=configs/mnist_ssl.py:tiny", f"--workdir={tmp_path / 'run'}",
+                 f"--config.data.dir={tmp_path / 'nowhere'}", env={"ITGAN_DATA_DIR": ""})
+  assert result.returncode == 1
+  for hint in ("train-images-idx3-ubyte.gz", "data.dir", "ITGAN_DATA_DIR", "allow_download",
+               "tfds_data_dir"):
+    assert hint in result.stderr, hint
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("variant", "progressive", "config.variant"),
+    ("model.name", "resnet", "model family"),
+    ("loss.generator", "wasserstein", "loss.generator"),
+    ("loss.fm_distance", "l3", None),
+    ("optim.schedule", "cosine", "optim.schedule"),
+    ("data.num_labeled", 55, "multiple of the 10 classes"),
+    ("data.scale", "zero_one", "data.scale"),
+])
+def test_invalid_values_fail_with_clear_messages(shared_data_dir, key, value, message):
+  config = load_config("mnist_ssl", "tiny", **{"data.dir": str(shared_data_dir), key: value})
+  with pytest.raises(ValueError) as info:
+    exp = experiment.build(config)
+    # Some values are only used when the step is traced: trace one init + step.
+    import jax
+    from itgan_jax.data import preprocess
+    state = exp.variant.init(jax.random.PRNGKey(0), preprocess.to_float(exp.x_init, exp.scale))
+    batch = exp.feeder.gather(exp.feeder.put(None), {k: v[0] for k, v in exp.epoch_plan(0).items()})
+    jax.eval_shape(exp.variant.train_step, state, batch, jax.random.PRNGKey(1))
+  if message:
+    assert message in str(info.value)
