@@ -69,13 +69,32 @@ def main():
   parser.add_argument("--steps", type=int, default=600, help="iterations per timed chunk")
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--data_dir", default=str(REPO.parent / "shared" / "data"))
+  parser.add_argument("--compare_no_noise", type=int, default=1,
+                      help="also time the iteration without D's noise layers (RNG share)")
   args = parser.parse_args()
 
   print(f"JAX {jax.__version__} on {jax.device_count()} {jax.default_backend()} device(s)")
   peak = matmul_gflops()
   print(f"float32 matmul throughput (2048^3, best of 10): {peak:.1f} GFLOP/s")
 
-  config = load_config("mnist_ssl", None, **{"data.dir": args.data_dir})
+  ms, xla_flops = time_iteration(args, {})
+  ana_flops = analytic_flops_per_iteration(100)
+  print(f"iteration (D step + G step, batch 100, input pipeline included): {ms:.2f} ms = "
+        f"{ms * 600 / 1e3:.1f} s per 600-iteration epoch")
+  for name, flops in (("XLA cost analysis", xla_flops), ("analytic dense layers", ana_flops)):
+    achieved = flops / (ms / 1e3) / 1e9
+    print(f"{name}: {flops / 1e9:.3f} GFLOP/iteration -> {achieved:.1f} GFLOP/s = "
+          f"{100 * achieved / peak:.0f}% of the measured matmul throughput")
+  if args.compare_no_noise:
+    ms_quiet, _ = time_iteration(args, {"model.d_input_noise": 0.0, "model.d_hidden_noise": 0.0})
+    print(f"same iteration without D's Gaussian noise layers (~1.5M normals per iteration): "
+          f"{ms_quiet:.2f} ms -> noise generation is {100 * (1 - ms_quiet / ms):.0f}% of the "
+          "iteration")
+
+
+def time_iteration(args, overrides) -> tuple[float, float]:
+  """Best ms per iteration over `repeats` chunks and XLA's FLOPs per iteration."""
+  config = load_config("mnist_ssl", None, **{"data.dir": args.data_dir, **overrides})
   exp = experiment.build(config)
   mesh = sharding.make_mesh(1)
   repl = sharding.replicated(mesh)
@@ -84,15 +103,10 @@ def main():
   arrays = exp.feeder.put(repl)
   run = loop._make_run_chunk(exp.variant, exp.feeder, mesh, args.steps)  # pylint: disable=protected-access
   plan = {k: v[:args.steps] for k, v in exp.epoch_plan(0).items()}
-
-  t = time.perf_counter()
   compiled = run.lower(state, arrays, plan).compile()
-  print(f"compile: {time.perf_counter() - t:.1f} s")
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   xla_flops = float(cost.get("flops", float("nan")))  # the scan body (one iteration) counted once
-  ana_flops = analytic_flops_per_iteration(config.train.batch_size)
-
   state, metrics = run(state, arrays, plan)  # warm-up
   jax.block_until_ready(metrics)
   times = []
@@ -102,15 +116,7 @@ def main():
     state, metrics = run(state, arrays, plan)
     jax.block_until_ready(metrics)
     times.append(time.perf_counter() - t)
-  ms = 1e3 * min(times) / args.steps
-  print(f"iteration (D step + G step, batch 100, input pipeline included): {ms:.2f} ms "
-        f"(best of {args.repeats} chunks of {args.steps}; median "
-        f"{1e3 * float(np.median(times)) / args.steps:.2f} ms) = "
-        f"{ms * 600 / 1e3:.1f} s per 600-iteration epoch")
-  for name, flops in (("XLA cost analysis", xla_flops), ("analytic dense layers", ana_flops)):
-    achieved = flops / (ms / 1e3) / 1e9
-    print(f"{name}: {flops / 1e9:.3f} GFLOP/iteration -> {achieved:.1f} GFLOP/s = "
-          f"{100 * achieved / peak:.0f}% of the measured matmul throughput")
+  return 1e3 * min(times) / args.steps, xla_flops
 
 
 if __name__ == "__main__":
