@@ -67,6 +67,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.optim.eps_inside_sqrt = True  # official nn.adam_updates: m_hat / sqrt(v_hat + 1e-8)
   c.optim.ema_rate = 1e-4         # Polyak test parameters a <- a + 1e-4 (p - a)
   c.optim.ema_zero_init = True    # official: initialised at zero, no bias correction
+  c.optim.ema_debias = False      # True: evaluate ema / (1 - (1 - rate)^step) (not official)
   c.optim.historical_averaging_d = 0.0
   c.optim.historical_averaging_g = 0.0
 

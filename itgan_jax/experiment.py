@@ -102,7 +102,7 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
       latent_dim=config.model.z_dim, latent_dist=config.model.z_dist, batch_size=batch_size,
       unlabeled_weight=l.unlabeled_weight, generator_loss=l.generator,
       fm_distance=l.fm_distance, fm_layer=l.fm_layer, label_smoothing=l.label_smoothing,
-      ema_rate=o.ema_rate, ema_zero_init=o.ema_zero_init,
+      ema_rate=o.ema_rate, ema_zero_init=o.ema_zero_init, ema_debias=o.ema_debias,
       g_steps_per_d_step=config.train.g_steps_per_d_step)
 
   def epoch_plan(epoch: int) -> dict[str, np.ndarray]:

@@ -27,5 +27,8 @@ def ema_update(ema: Any, params: Any, rate: float) -> Any:
 
 def ema_debiased(ema: Any, count: jax.Array, rate: float) -> Any:
   """Bias-corrected zero-initialised EMA: ema / (1 - (1 - rate)^count) (count >= 1 updates)."""
-  correction = 1.0 - jnp.power(1.0 - rate, jnp.maximum(count, 1).astype(jnp.float32))
+  # 1 - (1 - rate)^count computed as -expm1(count * log1p(-rate)): accurate in float32 for tiny
+  # rates (1 - (1 - 1e-4) alone loses 3 significant digits).
+  count = jnp.maximum(count, 1).astype(jnp.float32)
+  correction = -jnp.expm1(count * jnp.log1p(-jnp.float32(rate)))
   return jax.tree.map(lambda a: a / correction, ema)

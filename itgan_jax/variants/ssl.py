@@ -50,6 +50,8 @@ class SemiSupervisedGAN:
     label_smoothing: real target probability of the GAN part of D's loss (1.0 = none).
     ema_rate: Polyak rate of D's evaluation parameters (official 1e-4); 0 disables.
     ema_zero_init: official zero-initialised EMA (early evaluations use shrunken weights).
+    ema_debias: evaluate the zero-initialised EMA divided by 1 - (1 - rate)^step (Adam-style bias
+      correction) instead of the official raw average.
     g_steps_per_d_step: generator updates per discriminator update (official MD scripts: 3).
   """
   generator: nn.Module
@@ -69,6 +71,7 @@ class SemiSupervisedGAN:
   kl_target: float = 0.375
   ema_rate: float = 1e-4
   ema_zero_init: bool = True
+  ema_debias: bool = False
   g_steps_per_d_step: int = 1
 
   def __post_init__(self):
@@ -76,8 +79,6 @@ class SemiSupervisedGAN:
       raise ValueError(f"loss.generator={self.generator_loss!r} is not one of {GENERATOR_LOSSES}")
     if self.g_steps_per_d_step < 1:
       raise ValueError(f"train.g_steps_per_d_step must be >= 1, got {self.g_steps_per_d_step}")
-    if self.label_smoothing != 1.0 and self.generator_loss == "feature_matching":
-      pass  # label smoothing acts on D only; it composes with any G objective.
 
   # ------------------------------------------------------------------------------------------
   def init(self, rng: jax.Array, x_init: jax.Array) -> TrainState:
@@ -190,8 +191,14 @@ class SemiSupervisedGAN:
   # ------------------------------------------------------------------------------------------
   def classify(self, state: TrainState, x: jax.Array, use_ema: bool = True) -> jax.Array:
     """Class logits of D in deterministic mode (no noise/dropout), with EMA parameters if asked."""
-    logits, _ = self.discriminator.apply(state.d.variables(use_ema and state.d.ema is not None),
-                                         x, train=False)
+    d = state.d
+    if use_ema and d.ema is not None:
+      params = d.ema
+      if self.ema_debias and self.ema_zero_init:
+        params = ema_lib.ema_debiased(params, state.step, self.ema_rate)
+    else:
+      params = d.params
+    logits, _ = self.discriminator.apply({"params": params, **d.constants}, x, train=False)
     return logits
 
   def generate(self, state: TrainState, z: jax.Array) -> jax.Array:

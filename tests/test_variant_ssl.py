@@ -1,0 +1,57 @@
+"""SemiSupervisedGAN step semantics that the official Theano code fixes."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from itgan_jax import experiment
+from itgan_jax.data import preprocess
+from tests.helpers import load_config
+
+
+@pytest.fixture(scope="module")
+def setup(shared_data_dir):
+  """A tiny experiment, its initial state, one batch and the state after one jitted step."""
+  config = load_config("mnist_ssl", "tiny", **{"data.dir": str(shared_data_dir)})
+  exp = experiment.build(config)
+  state = exp.variant.init(jax.random.PRNGKey(0), preprocess.to_float(exp.x_init, exp.scale))
+  arrays = exp.feeder.put(None)
+  batch = exp.feeder.gather(arrays, {k: v[0] for k, v in exp.epoch_plan(0).items()})
+  new_state, metrics = jax.jit(exp.variant.train_step)(state, batch, jax.random.PRNGKey(1))
+  return exp, state, batch, new_state, metrics
+
+
+def test_ema_uses_pre_step_params_and_debiased_option(setup):
+  exp, state, batch, new_state, _ = setup
+  before = state.d.params
+  rate = exp.variant.ema_rate
+  # Theano applies a <- a + rate (p - a) with the parameters from before the step's update.
+  for a, p in zip(jax.tree.leaves(new_state.d.ema), jax.tree.leaves(before)):
+    np.testing.assert_allclose(a, rate * np.asarray(p), rtol=1e-6, atol=1e-12)
+  x = batch["x_unl"]
+  official = exp.variant.classify(new_state, x, use_ema=True)
+  debiased_variant = dataclasses.replace(exp.variant, ema_debias=True)
+  debiased = debiased_variant.classify(new_state, x, use_ema=True)
+  # After one update the debiased EMA equals the pre-step parameters exactly.
+  expected, _ = exp.variant.discriminator.apply({"params": before, **state.d.constants}, x,
+                                                train=False)
+  np.testing.assert_allclose(debiased, expected, rtol=1e-4, atol=1e-4)
+  assert not np.allclose(official, expected, atol=1e-3)
+
+
+def test_generator_update_sees_discriminator_after_its_update(setup):
+  """train_batch_gen runs after train_batch_disc: G's loss uses D's new parameters."""
+  exp, state, batch, new_state, metrics = setup
+  # Recompute the G loss with the updated D and the same randomness: equal to the reported one.
+  _, k_g = jax.random.split(jax.random.PRNGKey(1))
+  _, loss_new = exp.variant._g_update(state.g, new_state.d, batch,  # pylint: disable=protected-access
+                                      jax.random.fold_in(k_g, 0), jnp.float32(0.003))
+  _, loss_old = exp.variant._g_update(state.g, state.d, batch,  # pylint: disable=protected-access
+                                      jax.random.fold_in(k_g, 0), jnp.float32(0.003))
+  np.testing.assert_allclose(metrics["loss_gen"], loss_new, rtol=1e-5)
+  assert not np.isclose(float(loss_old), float(loss_new), rtol=1e-4)
