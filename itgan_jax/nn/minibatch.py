@@ -1,0 +1,56 @@
+"""Minibatch discrimination (Salimans et al. 2016, Sec. 3.2; improved-gan nn.MinibatchLayer).
+
+theta (A, B, C) ~ N(0, 0.05); W = theta * exp(log_weight_scale) / ||theta||_A (each (b, c) column
+normalised over the A inputs); M = f W (N, B, C);
+  abs_dif[i, b, j] = sum_c |M[i,b,c] - M[j,b,c]| + 1e6 [i == j]   (self excluded)
+  o[i, b] = sum_j exp(-abs_dif[i, b, j]) + bias[b]                 (bias initialised to -1)
+output concat(f, o) (A + B features). Data-dependent init (inside `model.init`): distances are
+divided by 0.5 * mean_i min_j abs_dif per kernel (folded into log_weight_scale) and the bias is set
+to -mean_i o so the features start centred. Statistics are within the batch passed in: the official
+scripts call D separately on labeled, unlabeled and generated batches (pure real or pure fake).
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def l1_distances(m: jax.Array) -> jax.Array:
+  """abs_dif[i, b, j] = sum_c |m[i,b,c] - m[j,b,c]| + 1e6 [i == j] for m of shape (N, B, C)."""
+  n = m.shape[0]
+  dist = jnp.sum(jnp.abs(m[:, :, :, None] - jnp.transpose(m, (1, 2, 0))[None]), axis=2)
+  return dist + 1e6 * jnp.eye(n, dtype=m.dtype)[:, None, :]
+
+
+class MinibatchDiscrimination(nn.Module):
+  """The official minibatch layer with B = `num_kernels`, C = `dim_per_kernel` (CIFAR/SVHN 100 x 5)."""
+  num_kernels: int = 100
+  dim_per_kernel: int = 5
+  theta_init_std: float = 0.05
+  data_init: bool = True
+
+  @nn.compact
+  def __call__(self, f: jax.Array) -> jax.Array:
+    f = f.reshape((f.shape[0], -1))
+    b, c = self.num_kernels, self.dim_per_kernel
+    theta = self.param("theta", nn.initializers.normal(self.theta_init_std),
+                       (f.shape[-1], b, c))
+    unit = theta / jnp.sqrt(jnp.sum(jnp.square(theta), axis=0))
+    init_scale = init_bias = None
+    if self.data_init and self.is_initializing():
+      dist = l1_distances(jnp.einsum("na,abc->nbc", f, unit))
+      half_mean_min = 0.5 * jnp.mean(jnp.min(dist, axis=2), axis=0)  # (B,)
+      init_scale = jnp.broadcast_to(-jnp.log(half_mean_min)[:, None], (b, c))
+      o = jnp.sum(jnp.exp(-dist / half_mean_min[None, :, None]), axis=2)
+      init_bias = -jnp.mean(o, axis=0)
+    log_scale = self.param(
+        "log_weight_scale",
+        (lambda *_: init_scale) if init_scale is not None else nn.initializers.zeros, (b, c))
+    bias = self.param(
+        "bias", (lambda *_: init_bias) if init_bias is not None else nn.initializers.constant(-1.0),
+        (b,))
+    m = jnp.einsum("na,abc->nbc", f, unit * jnp.exp(log_scale)[None])
+    o = jnp.sum(jnp.exp(-l1_distances(m)), axis=2) + bias
+    return jnp.concatenate([f, o], axis=1)
