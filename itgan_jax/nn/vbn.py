@@ -1,0 +1,78 @@
+"""Virtual batch normalisation (Salimans et al. 2016, Sec. 3.5; improved-gan imagenet/model.py).
+
+Every call receives the reference rows and the live rows stacked, x = concat(ref (R rows), live), so
+the reference statistics are recomputed at every step with the current weights and gradients flow
+through them (the paper's mode; the cost is one extra forward pass on R rows). Per channel c:
+  mu_ref = mean_{n,h,w} ref,   s_ref = mean_{n,h,w} ref^2          (reference rows use only these)
+  live example i: mu_i = mean_{h,w} x_i,   s_i = mean_{h,w} x_i^2
+  mu = mu_i / (R + 1) + R / (R + 1) mu_ref,   s = s_i / (R + 1) + R / (R + 1) s_ref
+  y = (x - mu) / sqrt(eps + s - mu^2) * gamma + beta,   eps = 1e-5
+Variants: 'vbn' gamma ~ N(1, 0.02), beta = 0; 'vbnl' gamma = exp(g), g ~ N(0, 0.02); 'vbnlp'
+per-pixel statistics (over the batch axis only) with log-gamma and beta of shape H x W x C.
+`live_stats='paper_era_batch'` reproduces the statistics of the code at paper time, where the live
+mean and mean square were averaged over the whole live batch (fixed in 9ff96a7 / e0e5ffc).
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+VARIANTS = ("vbn", "vbnl", "vbnlp")
+LIVE_STATS = ("per_example", "paper_era_batch")
+
+
+def make_reference_batch(rng: jax.Array, shape: tuple[int, ...], dist: str = "uniform_pm1"
+                         ) -> jax.Array:
+  """The fixed reference latent batch, drawn once (official `make_z(is_ref=True)`: U(-1, 1))."""
+  if dist == "uniform_pm1":
+    return jax.random.uniform(rng, shape, jnp.float32, -1.0, 1.0)
+  if dist == "uniform01":
+    return jax.random.uniform(rng, shape, jnp.float32)
+  if dist == "normal":
+    return jax.random.normal(rng, shape, jnp.float32)
+  raise ValueError(f"unknown reference distribution {dist!r}")
+
+
+class VirtualBatchNorm(nn.Module):
+  """VBN over `x = concat(reference rows, live rows)`; `num_ref` = R (static)."""
+  num_ref: int
+  variant: str = "vbn"
+  eps: float = 1e-5
+  live_stats: str = "per_example"
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    if self.variant not in VARIANTS:
+      raise ValueError(f"model.g_norm={self.variant!r} is not a VBN variant {VARIANTS}")
+    if self.live_stats not in LIVE_STATS:
+      raise ValueError(f"VBN live_stats={self.live_stats!r} is not one of {LIVE_STATS}")
+    r = self.num_ref
+    if not 0 < r < x.shape[0]:
+      raise ValueError(f"VBN input has {x.shape[0]} rows; expected the {r} reference rows "
+                       "followed by at least one live row")
+    ref, live = x[:r], x[r:]
+    per_pixel = self.variant == "vbnlp"
+    spatial = tuple(range(1, x.ndim - 1))
+    ref_axes = (0,) if per_pixel else (0,) + spatial
+    mu_ref = jnp.mean(ref, axis=ref_axes, keepdims=True)
+    s_ref = jnp.mean(jnp.square(ref), axis=ref_axes, keepdims=True)
+    if self.live_stats == "paper_era_batch":
+      live_axes = ref_axes
+    else:
+      live_axes = () if per_pixel else spatial
+    mu_i = jnp.mean(live, axis=live_axes, keepdims=True) if live_axes else live
+    s_i = jnp.mean(jnp.square(live), axis=live_axes, keepdims=True) if live_axes else live**2
+    c = 1.0 / (r + 1.0)
+    mu = c * mu_i + (1.0 - c) * mu_ref
+    s = c * s_i + (1.0 - c) * s_ref
+    ref_out = (ref - mu_ref) * jax.lax.rsqrt(self.eps + s_ref - jnp.square(mu_ref))
+    live_out = (live - mu) * jax.lax.rsqrt(self.eps + s - jnp.square(mu))
+    shape = x.shape[1:] if per_pixel else (x.shape[-1],)
+    if self.variant == "vbn":
+      gamma = self.param("gamma", lambda k, s: 1.0 + 0.02 * jax.random.normal(k, s), shape)
+    else:
+      gamma = jnp.exp(self.param("log_gamma", nn.initializers.normal(0.02), shape))
+    beta = self.param("beta", nn.initializers.zeros, shape)
+    return jnp.concatenate([ref_out, live_out]) * gamma + beta
