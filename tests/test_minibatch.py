@@ -5,8 +5,9 @@ from __future__ import annotations
 import chex
 import jax
 import numpy as np
+import pytest
 
-from itgan_jax.nn.minibatch import MinibatchDiscrimination
+from itgan_jax.nn.minibatch import JointMinibatchFeatures, MinibatchDiscrimination
 
 
 def _np_forward(f, theta, log_scale, bias):
@@ -47,3 +48,71 @@ def test_data_dependent_init_centres_features_and_normalises_distances():
   np.testing.assert_allclose(dist.min(2).mean(0), 2.0, rtol=1e-4)   # 0.5 * mean min -> 1
   np.testing.assert_allclose(init_out, out, rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(layer.apply(variables, f), out, rtol=1e-4, atol=1e-5)
+
+
+def test_data_dependent_init_equals_the_official_init_pass():
+  """log_weight_scale = 0 - log(0.5 mean_i min_j d), bias = -mean_i sum_j exp(-d / that), re-derived
+  from nn.MinibatchLayer.get_output_for(init=True) with theta as drawn."""
+  rng = np.random.RandomState(2)
+  f = (rng.randn(40, 12) * 2 + 1).astype(np.float32)
+  layer = MinibatchDiscrimination(num_kernels=7, dim_per_kernel=4)
+  variables = layer.init(jax.random.PRNGKey(3), f)
+  p = {k: np.asarray(v, np.float64) for k, v in variables["params"].items()}
+  theta = p["theta"]
+  _, dist0 = _np_forward(f.astype(np.float64), theta, np.zeros((7, 4)), np.zeros(7))
+  mmad = 0.5 * dist0.min(axis=2).mean(axis=0)                      # (B,)
+  expected_log_scale = np.broadcast_to(-np.log(mmad)[:, None], (7, 4))
+  expected_bias = -np.exp(-dist0 / mmad[None, :, None]).sum(2).mean(0)
+  np.testing.assert_allclose(p["log_weight_scale"], expected_log_scale, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(p["bias"], expected_bias, rtol=1e-4, atol=1e-5)
+
+
+def test_joint_imagenet_features_match_official_normalisation():
+  rng = np.random.RandomState(4)
+  n, kernels, dims = 5, 6, 4
+  f = rng.randn(2 * n, 9).astype(np.float32)
+  layer = JointMinibatchFeatures(num_kernels=kernels, dim_per_kernel=dims)
+  variables = layer.init(jax.random.PRNGKey(0), f)
+  dense = {k: np.asarray(v, np.float64) for k, v in variables["params"]["Dense_0"].items()}
+  assert abs(dense["kernel"].std() - 0.02) < 0.01 and np.all(dense["bias"] == 0)
+  out = np.asarray(layer.apply(variables, f), np.float64)
+  chex.assert_shape(out, (2 * n, 9 + 2 * kernels))
+  m = (f.astype(np.float64) @ dense["kernel"] + dense["bias"]).reshape(2 * n, kernels, dims)
+  mask = 1.0 - np.eye(2 * n)
+  denom_real = mask[:, :n].sum()  # official: tf.reduce_sum(half(mask, 0)) over the whole half
+  denom_fake = mask[:, n:].sum()
+  assert denom_real == denom_fake == n * (2 * n - 1)
+  expected = np.zeros((2 * n, 2 * kernels))
+  for i in range(2 * n):
+    for b in range(kernels):
+      for j in range(2 * n):
+        if i == j:
+          continue
+        c = np.exp(-np.abs(m[i, b] - m[j, b]).sum())
+        if j < n:
+          expected[i, b] += c / denom_real
+        else:
+          expected[i, kernels + b] += c / denom_fake
+  np.testing.assert_allclose(out[:, :9], f, rtol=1e-6)
+  np.testing.assert_allclose(out[:, 9:], expected, rtol=1e-4, atol=1e-7)
+  # Default sizes are the official 300 x 50.
+  assert (JointMinibatchFeatures().num_kernels, JointMinibatchFeatures().dim_per_kernel) == (300, 50)
+  with pytest.raises(ValueError, match="even number"):
+    layer.apply(variables, f[:-1])
+
+
+def test_statistics_span_the_global_batch_under_sharding():
+  """jit with the batch sharded over 8 devices computes the same cross-example sums as one device."""
+  from jax.sharding import NamedSharding, PartitionSpec as P
+  from itgan_jax.train import sharding
+  rng = np.random.RandomState(5)
+  f = rng.randn(16, 10).astype(np.float32)
+  layer = MinibatchDiscrimination(num_kernels=4, dim_per_kernel=3)
+  variables = layer.init(jax.random.PRNGKey(0), f)
+  single = jax.jit(layer.apply)(variables, f)
+  mesh = sharding.make_mesh(8)
+  data = NamedSharding(mesh, P("data"))
+  sharded = jax.jit(layer.apply, in_shardings=(sharding.replicated(mesh), data),
+                    out_shardings=data)(variables, jax.device_put(f, data))
+  assert len(sharded.sharding.device_set) == 8
+  np.testing.assert_allclose(sharded, single, rtol=1e-5, atol=1e-6)

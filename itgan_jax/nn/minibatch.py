@@ -8,6 +8,14 @@ output concat(f, o) (A + B features). Data-dependent init (inside `model.init`):
 divided by 0.5 * mean_i min_j abs_dif per kernel (folded into log_weight_scale) and the bias is set
 to -mean_i o so the features start centred. Statistics are within the batch passed in: the official
 scripts call D separately on labeled, unlabeled and generated batches (pure real or pure fake).
+
+`JointMinibatchFeatures` is the ImageNet variant (improved-gan imagenet/discriminator.py): a plain
+linear map (W ~ N(0, 0.02), bias 0, no normalisation, no learned scale, no data-dependent init) to
+B = 300 kernels of C = 50 dims on a joint batch x = concat(real half, fake half) of 2n rows;
+  c[i, b, j] = exp(-sum_c |M[i,b,c] - M[j,b,c]|) (1 - [i == j])
+  f_real[i, b] = sum_{j < n} c[i, b, j] / (n (2n - 1)),  f_fake[i, b] = sum_{j >= n} c[i, b, j] / (n (2n - 1))
+output concat(f, f_real, f_fake). The divisor is the official one: the number of unmasked entries
+of the whole (2n x n) half of the mask, a constant, not each row's count of other examples.
 """
 
 from __future__ import annotations
@@ -17,11 +25,14 @@ import jax
 import jax.numpy as jnp
 
 
+def pairwise_l1(m: jax.Array) -> jax.Array:
+  """d[i, b, j] = sum_c |m[i,b,c] - m[j,b,c]| for m of shape (N, B, C) (self distance 0)."""
+  return jnp.sum(jnp.abs(m[:, :, :, None] - jnp.transpose(m, (1, 2, 0))[None]), axis=2)
+
+
 def l1_distances(m: jax.Array) -> jax.Array:
   """abs_dif[i, b, j] = sum_c |m[i,b,c] - m[j,b,c]| + 1e6 [i == j] for m of shape (N, B, C)."""
-  n = m.shape[0]
-  dist = jnp.sum(jnp.abs(m[:, :, :, None] - jnp.transpose(m, (1, 2, 0))[None]), axis=2)
-  return dist + 1e6 * jnp.eye(n, dtype=m.dtype)[:, None, :]
+  return pairwise_l1(m) + 1e6 * jnp.eye(m.shape[0], dtype=m.dtype)[:, None, :]
 
 
 class MinibatchDiscrimination(nn.Module):
@@ -54,3 +65,30 @@ class MinibatchDiscrimination(nn.Module):
     m = jnp.einsum("na,abc->nbc", f, unit * jnp.exp(log_scale)[None])
     o = jnp.sum(jnp.exp(-l1_distances(m)), axis=2) + bias
     return jnp.concatenate([f, o], axis=1)
+
+
+class JointMinibatchFeatures(nn.Module):
+  """ImageNet minibatch features on a joint (real || fake) batch; see the module docstring.
+
+  The input's first `x.shape[0] // 2` rows are the real half and the rest the fake half (official
+  `joint = concat(images, G)`); each example gets kernel sums over both halves (2 B features).
+  """
+  num_kernels: int = 300
+  dim_per_kernel: int = 50
+  kernel_init_std: float = 0.02
+
+  @nn.compact
+  def __call__(self, f: jax.Array) -> jax.Array:
+    f = f.reshape((f.shape[0], -1))
+    rows = f.shape[0]
+    if rows % 2 or rows < 2:
+      raise ValueError(f"JointMinibatchFeatures needs a joint batch of real rows followed by as many "
+                       f"fake rows (an even number); got {rows} rows")
+    n, b, c = rows // 2, self.num_kernels, self.dim_per_kernel
+    m = nn.Dense(b * c, kernel_init=nn.initializers.normal(self.kernel_init_std),
+                 bias_init=nn.initializers.zeros)(f).reshape((rows, b, c))
+    masked = jnp.exp(-pairwise_l1(m)) * (1.0 - jnp.eye(rows, dtype=m.dtype))[:, None, :]
+    count = n * (2 * n - 1)  # official: sum of the (2n, 1, n) half of the mask
+    f_real = jnp.sum(masked[:, :, :n], axis=2) / count
+    f_fake = jnp.sum(masked[:, :, n:], axis=2) / count
+    return jnp.concatenate([f, f_real, f_fake], axis=1)
