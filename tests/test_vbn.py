@@ -3,13 +3,14 @@ data-parallel sharding."""
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from itgan_jax.nn.vbn import VirtualBatchNorm, make_reference_batch
+from itgan_jax.nn.vbn import VirtualBatchNorm, make_reference_batch, with_reference
 from itgan_jax.train import sharding
 
 R = 6
@@ -108,3 +109,69 @@ def test_reference_batch_and_errors():
     VirtualBatchNorm(num_ref=8).init(jax.random.PRNGKey(0), jnp.ones((8, 2, 2, 1)))
   with pytest.raises(ValueError, match="VBN variant"):
     VirtualBatchNorm(num_ref=2, variant="bn").init(jax.random.PRNGKey(0), jnp.ones((4, 2, 2, 1)))
+
+
+def _jnp_vbn(h, r, gamma, beta, stop_reference_gradient, eps=1e-5):
+  """An explicit jnp re-derivation of the official VBN (channels last, spatial stats)."""
+  ref, live = h[:r], h[r:]
+  mu_ref, s_ref = ref.mean((0, 1, 2)), (ref**2).mean((0, 1, 2))
+  if stop_reference_gradient:
+    mu_ref, s_ref = jax.lax.stop_gradient(mu_ref), jax.lax.stop_gradient(s_ref)
+  mu = live.mean((1, 2), keepdims=True) / (r + 1) + r / (r + 1) * mu_ref
+  s = (live**2).mean((1, 2), keepdims=True) / (r + 1) + r / (r + 1) * s_ref
+  return (live - mu) / jnp.sqrt(eps + s - mu**2) * gamma + beta
+
+
+def test_weight_gradient_includes_the_reference_path():
+  """As in a generator: one weight feeds both the reference and the live rows. Our gradient equals
+  the explicit derivation with gradients through mu_ref, s_ref and differs from the stopped one."""
+  rng = np.random.RandomState(4)
+  x = jnp.asarray(rng.randn(R + 4, 3, 3, 2), jnp.float32)
+  w0 = jnp.asarray(rng.randn(2, 3), jnp.float32)
+  t = jnp.asarray(rng.randn(4, 3, 3, 3), jnp.float32)
+  layer = VirtualBatchNorm(num_ref=R)
+  variables = layer.init(jax.random.PRNGKey(0), x @ w0)
+  gamma, beta = variables["params"]["gamma"], variables["params"]["beta"]
+  ours = jax.grad(lambda w: jnp.sum(layer.apply(variables, x @ w)[R:] * t))(w0)
+  full = jax.grad(lambda w: jnp.sum(_jnp_vbn(x @ w, R, gamma, beta, False) * t))(w0)
+  stopped = jax.grad(lambda w: jnp.sum(_jnp_vbn(x @ w, R, gamma, beta, True) * t))(w0)
+  np.testing.assert_allclose(ours, full, rtol=1e-4, atol=1e-5)
+  assert np.abs(np.asarray(ours) - np.asarray(stopped)).max() > 1e-2
+
+
+class _TinyG(nn.Module):
+  """dense -> VBN -> relu -> dense, with the fixed reference z prepended (the library pattern)."""
+  num_ref: int = R
+
+  @nn.compact
+  def __call__(self, z):
+    h = with_reference(self, z, self.num_ref)
+    h = nn.Dense(8)(h)
+    h = nn.relu(VirtualBatchNorm(num_ref=self.num_ref)(h))
+    return nn.Dense(3)(h)[self.num_ref:]
+
+
+def test_generator_pattern_keeps_a_fixed_reference_batch_outside_params():
+  g = _TinyG()
+  z = jax.random.uniform(jax.random.PRNGKey(1), (5, 4), minval=-1.0, maxval=1.0)
+  variables = g.init({"params": jax.random.PRNGKey(0), "vbn": jax.random.PRNGKey(2)}, z)
+  assert set(variables) == {"params", "vbn_ref"}
+  ref = np.asarray(variables["vbn_ref"]["z"])
+  assert ref.shape == (R, 4) and ref.min() >= -1 and ref.max() <= 1
+  out = g.apply(variables, z)
+  assert out.shape == (5, 3)
+  # Each live example's output is a function of itself (and the fixed reference) only.
+  alone = jnp.concatenate([g.apply(variables, z[i:i + 1]) for i in range(5)])
+  np.testing.assert_allclose(out, alone, rtol=1e-5, atol=1e-6)
+  # Applying never redraws the reference (no `vbn` rng needed after init).
+  np.testing.assert_array_equal(g.apply(variables, z), out)
+  # Equals an explicit computation on concat(ref, z).
+  p = variables["params"]
+  h = jnp.concatenate([jnp.asarray(ref), z]) @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"]
+  mu_ref, s_ref = h[:R].mean(0), (h[:R] ** 2).mean(0)
+  live = h[R:]
+  mu, s = live / (R + 1) + R / (R + 1) * mu_ref, live**2 / (R + 1) + R / (R + 1) * s_ref
+  v = p["VirtualBatchNorm_0"]
+  hn = jax.nn.relu((live - mu) / jnp.sqrt(1e-5 + s - mu**2) * v["gamma"] + v["beta"])
+  np.testing.assert_allclose(out, hn @ p["Dense_1"]["kernel"] + p["Dense_1"]["bias"], rtol=1e-4,
+                             atol=1e-5)

@@ -11,6 +11,16 @@ Variants: 'vbn' gamma ~ N(1, 0.02), beta = 0; 'vbnl' gamma = exp(g), g ~ N(0, 0.
 per-pixel statistics (over the batch axis only) with log-gamma and beta of shape H x W x C.
 `live_stats='paper_era_batch'` reproduces the statistics of the code at paper time, where the live
 mean and mean square were averaged over the whole live batch (fixed in 9ff96a7 / e0e5ffc).
+
+How a network threads its reference batch (one call, static sizes, jit/sharding friendly): the
+network's input is prefixed with R fixed reference rows by `with_reference` (the rows are created
+once at `init` in the non-trainable `vbn_ref` collection from the `vbn` rng stream, official
+`make_z(is_ref=True)`), every layer processes the R + N rows together and every VBN layer reads
+rows [:R] as the reference, so the reference pass costs one extra forward pass on R rows and its
+statistics carry gradients; the network drops the first R rows of its output. Under data-parallel
+jit the reference rows are replicated constants; the statistics of the live rows never mix examples.
+Not implemented: the official `half=1/2` option (reference statistics from one half of the
+reference batch), unused by the published generators.
 """
 
 from __future__ import annotations
@@ -33,6 +43,20 @@ def make_reference_batch(rng: jax.Array, shape: tuple[int, ...], dist: str = "un
   if dist == "normal":
     return jax.random.normal(rng, shape, jnp.float32)
   raise ValueError(f"unknown reference distribution {dist!r}")
+
+
+def with_reference(module: nn.Module, x: jax.Array, num_ref: int, dist: str = "uniform_pm1",
+                   name: str = "z") -> jax.Array:
+  """concat(reference rows, x): the fixed reference inputs of a VBN network, stored in `vbn_ref`.
+
+  Call inside the network's compact `__call__`; the reference batch (num_ref rows shaped like x's
+  rows) is drawn once at init from the `vbn` rng stream and is never trained.
+  """
+  ref = module.variable("vbn_ref", name, lambda: make_reference_batch(
+      module.make_rng("vbn"), (num_ref,) + tuple(x.shape[1:]), dist)).value
+  if ref.shape[1:] != x.shape[1:]:
+    raise ValueError(f"VBN reference rows have shape {ref.shape[1:]} but the live rows {x.shape[1:]}")
+  return jnp.concatenate([ref.astype(x.dtype), x])
 
 
 class VirtualBatchNorm(nn.Module):
