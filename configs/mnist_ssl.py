@@ -81,6 +81,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.eval = ml_collections.ConfigDict()
   c.eval.every_epochs = 1
   c.eval.batch_size = 1000
+  c.eval.max_examples = config_dict.placeholder(int)  # None: the whole test set (official)
 
   c.log = ml_collections.ConfigDict()
   c.log.progress = True           # progress bar with ETA and running losses

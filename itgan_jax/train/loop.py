@@ -149,8 +149,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   writer.truncate_after(start_step // spe)
 
   arrays = exp.feeder.put(repl)
-  x_test = jax.device_put(preprocess.to_float(exp.test_x, exp.scale), repl)
-  y_test = jax.device_put(exp.test_y, repl)
+  n_eval = config.eval.get("max_examples") or exp.test_y.shape[0]  # smoke runs: a prefix
+  x_test = jax.device_put(preprocess.to_float(exp.test_x[:n_eval], exp.scale), repl)
+  y_test = jax.device_put(exp.test_y[:n_eval], repl)
   evaluate = _make_evaluate(exp.variant, mesh, config.eval.batch_size)
   generate = jax.jit(exp.variant.generate, out_shardings=repl)
   sample_z = exp.sample_latent(jax.random.fold_in(root_rng, 1), config.log.num_samples)
@@ -215,7 +216,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         record.update({k: v / spe for k, v in sums.items()})
         if (epoch + 1) % config.eval.every_epochs == 0 or step == total_steps:
           errs = jax.device_get(evaluate(state, x_test, y_test))
-          n_test = int(exp.test_y.shape[0])
+          n_test = int(y_test.shape[0])
           for key, value in errs.items():
             record[key] = int(value)
             record[key.replace("errors", "err")] = int(value) / n_test
