@@ -82,6 +82,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.eval.every_epochs = 1
   c.eval.batch_size = 1000
   c.eval.max_examples = config_dict.placeholder(int)  # None: the whole test set (official)
+  # Image metrics of the generator, computed by itgan_jax/metrics/schedule.py (docs/metrics.md):
+  # e.g. --config.eval.metrics="('mnist_score','classifier_fd','swd')"; () = none.
+  c.eval.metrics = ()
+  c.eval.metrics_every_epochs = 10  # and at the last epoch
+  c.eval.metrics_num_samples = 10000
+  c.eval.metrics_reference = "train"  # real images for FD/SWD/KID: the training set (or "test")
 
   c.log = ml_collections.ConfigDict()
   c.log.progress = True           # progress bar with ETA and running losses

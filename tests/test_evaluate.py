@@ -1,0 +1,109 @@
+"""The evaluation CLI (samples file and run directory) and the config-scheduled metrics."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from itgan_jax import evaluate
+from itgan_jax.metrics import classifier, schedule
+from tests.helpers import load_config
+
+
+# ------------------------------------------------------------------------------------------------
+# CLI on real MNIST.
+
+@pytest.fixture(scope="module")
+def mnist(shared_data_dir):
+  from itgan_jax.data import datasets
+  return datasets.load_dataset("mnist", source="files", data_dir=shared_data_dir)
+
+
+def test_cli_scores_a_samples_file(mnist, shared_data_dir, tmp_path):
+  path = tmp_path / "real.npz"
+  np.savez(path, images=mnist.test_x[:2000])
+  record = evaluate.run(evaluate.EvalArgs(
+      samples=str(path), reference="mnist_train", data_dir=str(shared_data_dir),
+      num_reference=2000, metrics="mnist_score,classifier_fd"))
+  written = json.loads((tmp_path / "real.metrics.json").read_text())
+  assert written["metrics"] == record["metrics"]
+  m = record["metrics"]
+  assert 9.0 < m["mnist_score"] <= 10 and m["classifier_fd"] >= 0
+  assert record["classifier_dataset"] == "mnist" and record["num_reference"] == 2000
+  assert record["classifier_weights_sha256"] == classifier.read_sha256_table()[
+      "mnist_classifier.npz"]
+  with pytest.raises(ValueError, match="need real images: pass --reference"):
+    evaluate.run(evaluate.EvalArgs(samples=str(path), metrics="classifier_fd"))
+  with pytest.raises(ValueError, match="exactly one of"):
+    evaluate.run(evaluate.EvalArgs(metrics="mnist_score"))
+  bad = tmp_path / "bad.npz"
+  np.savez(bad, x=mnist.test_x[:4])
+  with pytest.raises(ValueError, match="no 'images' array"):
+    evaluate.run(evaluate.EvalArgs(samples=str(bad), metrics="mnist_score"))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(shared_data_dir, tmp_path_factory):
+  """A run directory with config.json and a checkpoint of the freshly initialised state."""
+  from itgan_jax import experiment
+  from itgan_jax.data import preprocess
+  from itgan_jax.train.checkpoint import Checkpointer
+  workdir = tmp_path_factory.mktemp("run")
+  config = load_config("mnist_ssl", "tiny", **{"data.dir": str(shared_data_dir)})
+  exp = experiment.build(config)
+  state = jax.jit(exp.variant.init)(jax.random.PRNGKey(3),
+                                    preprocess.to_float(exp.x_init, exp.scale))
+  state = state.replace(step=state.step + 8)   # as after 2 tiny epochs of 4 steps
+  (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+  ckpt = Checkpointer(workdir)
+  ckpt.save(8, state, {"epoch_sums": {}, "epoch_wall": 0.0})
+  ckpt.close()
+  return workdir, config, exp, state
+
+
+def test_cli_scores_a_run_checkpoint(tiny_run):
+  workdir, config, exp, state = tiny_run
+  record = evaluate.run(evaluate.EvalArgs(
+      workdir=str(workdir), num_samples=300, num_reference=1000,
+      metrics="mnist_score,classifier_fd"))
+  assert record["step"] == 8 and record["epoch"] == 2 and record["num_samples"] == 300
+  assert record["reference"] == "mnist_train" and record["generation_batch_size"] == 100
+  saved = json.loads((workdir / "eval" / "metrics_8.json").read_text())
+  assert saved["metrics"] == record["metrics"]
+  lines = (workdir / "eval" / "metrics.jsonl").read_text().splitlines()
+  assert json.loads(lines[-1])["metrics"] == record["metrics"]
+  assert list((workdir / "tensorboard").glob("*.eval"))
+  assert not (workdir / "metrics.jsonl").exists()   # the loop's log is left alone
+  # The samples are the restored generator's: same numbers from the in-memory state.
+  samples = schedule.generate_uint8(exp, state, jax.random.PRNGKey(0), 300, 100)
+  ext = classifier.ClassifierFeatureExtractor("mnist")
+  want = classifier.classifier_score(ext(samples)["logits"])[0]
+  assert record["metrics"]["mnist_score"] == pytest.approx(want, rel=1e-6)
+
+
+def test_scheduled_metrics(tiny_run):
+  _, config, exp, state = tiny_run
+  config = ml_collections.ConfigDict(config.to_dict())
+  assert schedule.compute_scheduled_metrics(config, exp, state, jax.random.PRNGKey(0)) == {}
+  config.eval.metrics = ("mnist_score", "classifier_fd")
+  config.eval.metrics_every_epochs = 5
+  config.eval.metrics_num_samples = 200
+  assert not schedule.is_scheduled(config, 1)
+  assert schedule.is_scheduled(config, 5) and schedule.is_scheduled(config, 10)
+  assert schedule.is_scheduled(config, config.train.num_epochs)   # the last epoch always
+  out = schedule.compute_scheduled_metrics(config, exp, state, jax.random.PRNGKey(0))  # epoch 2
+  assert set(out) == {"mnist_score", "mnist_score_std", "classifier_fd", "metrics_time_s"}
+  cached = schedule._CACHE[id(exp)][1]
+  again = schedule.compute_scheduled_metrics(config, exp, state, jax.random.PRNGKey(0))
+  assert schedule._CACHE[id(exp)][1] is cached
+  assert again["mnist_score"] == out["mnist_score"]   # same rng, same latents, same numbers
+  config.eval.metrics_every_epochs = 3
+  config.train.num_epochs = 7
+  assert schedule.compute_scheduled_metrics(config, exp, state, jax.random.PRNGKey(0)) == {}
+  config.eval.metrics = ("fdd",)
+  with pytest.raises(ValueError, match="unknown metric"):
+    schedule.is_scheduled(config, 3)
