@@ -1,4 +1,7 @@
-"""Additive Gaussian noise (official `GaussianNoiseLayer`): x + N(0, sigma^2) at train time only."""
+"""Additive Gaussian noise (official `GaussianNoiseLayer`, improved-gan `nn.py`).
+
+x + N(0, sigma^2) at train time; identity when deterministic (`train=False`) or sigma == 0.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ class GaussianNoise(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+    if self.sigma < 0:
+      raise ValueError(f"GaussianNoise: sigma must be >= 0, got {self.sigma}")
     if not train or self.sigma == 0:
       return x
     return x + self.sigma * jax.random.normal(self.make_rng("noise"), x.shape, x.dtype)
