@@ -17,6 +17,8 @@ ImageNet D, d = LSE(class logits) - fake logit (papers.md A.2, A.7).
 
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
 
@@ -25,7 +27,13 @@ GENERATOR_KINDS = ("minimax", "non_saturating", "kl_target")
 
 def _check_prob(name: str, p: float) -> None:
   if not 0.0 < p <= 1.0:
-    raise ValueError(f"{name}={p} must be in (0, 1]")
+    raise ValueError(f"{name}={p} must be in (0, 1] (1.0 = no smoothing; the imagenet code uses "
+                     "a real target of 0.75 and a generator target of 0.375)")
+
+
+def check_label_smoothing(alpha: float) -> None:
+  """Raises a clear ValueError unless the real target alpha is in (0, 1]."""
+  _check_prob("loss.label_smoothing (real target)", alpha)
 
 
 def _bernoulli_kl_from_logit(target: float, logit: jax.Array) -> jax.Array:
@@ -56,3 +64,12 @@ def generator_loss(d_fake: jax.Array, kind: str = "non_saturating", target: floa
     return jnp.mean(_bernoulli_kl_from_logit(target, d_fake))
   raise ValueError(f"loss.generator={kind!r} is not one of {GENERATOR_KINDS} (or "
                    "'feature_matching' in the semi-supervised variant)")
+
+
+def make_generator_loss(kind: str, target: float = 0.375) -> Callable[[jax.Array], jax.Array]:
+  """`d_fake -> loss` for `kind`, validated now (unknown kind, target outside (0, 1])."""
+  if kind not in GENERATOR_KINDS:
+    generator_loss(jnp.zeros(()), kind)  # raises the message naming the valid kinds
+  if kind == "kl_target":
+    _check_prob("loss.kl_target (generator target probability)", target)
+  return lambda d_fake: generator_loss(d_fake, kind, target)
