@@ -18,6 +18,7 @@ import optax
 from itgan_jax import models
 from itgan_jax.data import datasets as datasets_lib
 from itgan_jax.data import ssl as ssl_data
+from itgan_jax.losses import gan as gan_losses
 from itgan_jax.models.latent import sample_latent
 from itgan_jax.optim import schedules
 from itgan_jax.train import input_pipeline
@@ -46,7 +47,9 @@ def build_optimizer(optim: ml_collections.ConfigDict, historical_weight: float =
   """Adam without the learning rate (the loop multiplies by the epoch's rate).
 
   `optim.eps_inside_sqrt=True` is the official `nn.adam_updates`: m_hat / sqrt(v_hat + eps).
-  Historical averaging, when its weight is > 0, comes first so it acts like a term of the loss.
+  Historical averaging, when its weight is > 0, comes first so it acts like a term of the loss;
+  `optim.historical_averaging_include_current` selects the reading of the paper's mean (see
+  `itgan_jax.optim.historical_averaging`).
   """
   if optim.eps_inside_sqrt:
     adam = optax.scale_by_adam(b1=optim.b1, b2=optim.b2, eps=0.0, eps_root=optim.eps)
@@ -54,7 +57,9 @@ def build_optimizer(optim: ml_collections.ConfigDict, historical_weight: float =
     adam = optax.scale_by_adam(b1=optim.b1, b2=optim.b2, eps=optim.eps)
   if historical_weight:
     from itgan_jax.optim.historical_averaging import historical_averaging
-    return optax.chain(historical_averaging(historical_weight), adam)
+    include_current = bool(optim.get("historical_averaging_include_current", False))
+    return optax.chain(historical_averaging(historical_weight, include_current=include_current),
+                       adam)
   return adam
 
 
@@ -70,6 +75,31 @@ def _validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError("train.batch_size and train.num_epochs must be positive")
   if config.train.steps_per_call <= 0:
     raise ValueError("train.steps_per_call must be positive")
+  gan_losses.check_label_smoothing(config.loss.label_smoothing)
+  if config.loss.generator != "feature_matching":
+    gan_losses.make_generator_loss(config.loss.generator, config.loss.get("kl_target", 0.375))
+  for player in ("d", "g"):
+    weight = config.optim.get(f"historical_averaging_{player}", 0.0)
+    if weight < 0:
+      raise ValueError(f"optim.historical_averaging_{player}={weight} must be >= 0 (0 = off)")
+  if config.train.get("g_steps_per_d_step", 1) < 1:
+    raise ValueError(f"train.g_steps_per_d_step={config.train.g_steps_per_d_step} must be >= 1")
+
+
+def _check_discriminator_features(discriminator, image_shape, loss) -> None:
+  """Feature matching reads D's feature tuple: check the configured layer exists (traced only)."""
+  if loss.generator != "feature_matching":
+    return
+  x = jax.ShapeDtypeStruct((2,) + tuple(image_shape), np.float32)
+  rngs = {k: jax.random.PRNGKey(0) for k in ("params", "noise", "dropout")}
+  (_, feats), _ = jax.eval_shape(
+      lambda x: discriminator.init_with_output(rngs, x, train=True), x)
+  n = len(feats)
+  if not -n <= loss.fm_layer < n:
+    raise ValueError(f"loss.fm_layer={loss.fm_layer} but the discriminator "
+                     f"{type(discriminator).__name__} exposes {n} feature layer(s) for feature "
+                     f"matching (valid: {-n}..{n - 1}); choose one of them or another "
+                     "loss.generator")
 
 
 def build(config: ml_collections.ConfigDict) -> Experiment:
@@ -93,6 +123,7 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
                      f"{num_train // batch_size}] (one pass over the {num_train} unlabeled examples)")
 
   generator, discriminator = models.build(config.model, ds.num_classes, ds.train_x.shape[1:])
+  _check_discriminator_features(discriminator, ds.train_x.shape[1:], config.loss)
   l, o = config.loss, config.optim
   variant = SemiSupervisedGAN(
       generator=generator, discriminator=discriminator,
@@ -102,6 +133,7 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
       latent_dim=config.model.z_dim, latent_dist=config.model.z_dist, batch_size=batch_size,
       unlabeled_weight=l.unlabeled_weight, generator_loss=l.generator,
       fm_distance=l.fm_distance, fm_layer=l.fm_layer, label_smoothing=l.label_smoothing,
+      kl_target=l.get("kl_target", 0.375),
       ema_rate=o.ema_rate, ema_zero_init=o.ema_zero_init, ema_debias=o.ema_debias,
       g_steps_per_d_step=config.train.g_steps_per_d_step)
 

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import optax
 
 from itgan_jax.losses import feature_matching as fm_lib
+from itgan_jax.losses import gan as gan_losses
 from itgan_jax.losses import ssl as ssl_losses
 from itgan_jax.models.latent import sample_latent
 from itgan_jax.optim import ema as ema_lib
@@ -47,7 +48,9 @@ class SemiSupervisedGAN:
       log(1 - D(G(z)))), 'non_saturating' (-log D(G(z))) or 'kl_target' (imagenet code).
     fm_distance, fm_layer: feature matching distance ('l2' MNIST, 'l1' CIFAR/SVHN code) and which
       entry of D's feature tuple it reads.
-    label_smoothing: real target probability of the GAN part of D's loss (1.0 = none).
+    label_smoothing: real target probability of the GAN part of D's loss (1.0 = none); with
+      alpha < 1 the unsupervised loss is `losses.gan.discriminator_gan_loss` on d = LSE(logits).
+    kl_target: generator target probability of 'kl_target' (imagenet code: 0.75 / 2).
     ema_rate: Polyak rate of D's evaluation parameters (official 1e-4); 0 disables.
     ema_zero_init: official zero-initialised EMA (early evaluations use shrunken weights).
     ema_debias: evaluate the zero-initialised EMA divided by 1 - (1 - rate)^step (Adam-style bias
@@ -79,6 +82,9 @@ class SemiSupervisedGAN:
       raise ValueError(f"loss.generator={self.generator_loss!r} is not one of {GENERATOR_LOSSES}")
     if self.g_steps_per_d_step < 1:
       raise ValueError(f"train.g_steps_per_d_step must be >= 1, got {self.g_steps_per_d_step}")
+    gan_losses.check_label_smoothing(self.label_smoothing)
+    if self.generator_loss != "feature_matching":
+      gan_losses.make_generator_loss(self.generator_loss, self.kl_target)  # validates the target
 
   # ------------------------------------------------------------------------------------------
   def init(self, rng: jax.Array, x_init: jax.Array) -> TrainState:
@@ -132,7 +138,6 @@ class SemiSupervisedGAN:
         loss, aux = ssl_losses.discriminator_loss(
             logits_lab, batch["y_lab"], logits_unl, logits_gen, self.unlabeled_weight)
       else:
-        from itgan_jax.losses import gan as gan_losses  # pylint: disable=g-import-not-at-top
         loss_lab = ssl_losses.supervised_loss(logits_lab, batch["y_lab"])
         loss_unl = gan_losses.discriminator_gan_loss(
             ssl_losses.log_sum_exp(logits_unl), ssl_losses.log_sum_exp(logits_gen),
@@ -164,7 +169,6 @@ class SemiSupervisedGAN:
       if self.generator_loss == "feature_matching":
         return fm_lib.feature_matching_loss(feat_real, feats_gen[self.fm_layer],
                                             distance=self.fm_distance)
-      from itgan_jax.losses import gan as gan_losses  # pylint: disable=g-import-not-at-top
       return gan_losses.generator_loss(ssl_losses.log_sum_exp(logits_gen),
                                        kind=self.generator_loss, target=self.kl_target)
 
