@@ -141,7 +141,8 @@ def load_npz_images(path: str | pathlib.Path, what: str = "samples") -> np.ndarr
   return images
 
 
-_SPEC = re.compile(r"^(?P<name>[a-z0-9]+)_(?P<split>train|test)(\[(?P<lo>\d*):(?P<hi>\d*)\])?$")
+_SPEC = re.compile(r"^(?P<name>[a-z0-9]+)_(?P<split>train|test)"
+                   r"(\[(?P<lo>\d*):(?P<hi>\d*)(:(?P<step>\d*))?\])?$")
 
 
 def load_images(spec: str, data_dir: str | None = None, what: str = "reference"
@@ -149,7 +150,8 @@ def load_images(spec: str, data_dir: str | None = None, what: str = "reference"
   """Real images by name or a file -> (uint8 NHWC images, description).
 
   `mnist_test`, `cifar10_train`, ... (the original files, see itgan_jax.data), optionally sliced
-  like `mnist_test[:5000]` / `mnist_test[5000:]`; or an .npz with uint8 NHWC 'images'.
+  like `mnist_test[:5000]`, `mnist_test[5000:]`, `mnist_test[1::2]`; or an .npz with uint8 NHWC
+  'images'.
   """
   from itgan_jax.data import datasets  # pylint: disable=import-outside-toplevel
   if spec.endswith(".npz"):
@@ -161,9 +163,10 @@ def load_images(spec: str, data_dir: str | None = None, what: str = "reference"
                      ".npz file with 'images'")
   ds = datasets.load_dataset(m["name"], data_dir=data_dir)
   images = ds.train_x if m["split"] == "train" else ds.test_x
-  lo = int(m["lo"]) if m["lo"] else None
-  hi = int(m["hi"]) if m["hi"] else None
-  return images[lo:hi], spec
+  lo, hi, step = (int(m[k]) if m[k] else None for k in ("lo", "hi", "step"))
+  if step == 0:
+    raise ValueError(f"{what} {spec!r}: slice step must be >= 1")
+  return images[lo:hi:step], spec
 
 
 def dataset_of(spec: str | None) -> str | None:

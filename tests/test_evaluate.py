@@ -46,6 +46,18 @@ def test_cli_scores_a_samples_file(mnist, shared_data_dir, tmp_path):
     evaluate.run(evaluate.EvalArgs(samples=str(bad), metrics="mnist_score"))
 
 
+def test_named_real_images(mnist, shared_data_dir):
+  x, desc = evaluate.load_images("mnist_test[1::2]", str(shared_data_dir))
+  np.testing.assert_array_equal(x, mnist.test_x[1::2])
+  assert desc == "mnist_test[1::2]"
+  x, _ = evaluate.load_images("mnist_train[10:20]", str(shared_data_dir))
+  np.testing.assert_array_equal(x, mnist.train_x[10:20])
+  with pytest.raises(ValueError, match="step must be >= 1"):
+    evaluate.load_images("mnist_test[::0]", str(shared_data_dir))
+  with pytest.raises(ValueError, match="use <dataset>_train or <dataset>_test"):
+    evaluate.load_images("svhn_test", str(shared_data_dir))
+
+
 @pytest.fixture(scope="module")
 def tiny_run(shared_data_dir, tmp_path_factory):
   """A run directory with config.json and a checkpoint of the freshly initialised state."""
