@@ -34,11 +34,24 @@ def build(model_config: ml_collections.ConfigDict, num_classes: int,
   return _REGISTRY[model_config.name](model_config, num_classes, image_shape)
 
 
+def _get(cfg, key, default):
+  """Optional model keys (older configs predate the technique switches)."""
+  return cfg.get(key, default) if hasattr(cfg, "get") else getattr(cfg, key, default)
+
+
 @register("mnist_mlp")
 def _mnist_mlp(cfg, num_classes, image_shape):
+  """The official MNIST feature-matching MLPs; techniques they never had fail clearly."""
   if cfg.g_norm != "batch":
     raise ValueError(f"model.g_norm={cfg.g_norm!r} is not supported by mnist_mlp (official G uses "
-                     "batch norm); use 'batch'")
+                     "batch norm); use 'batch', or model.name='conv' for virtual batch norm")
+  if _get(cfg, "minibatch_kernels", 0):
+    raise ValueError("model.minibatch_kernels > 0 is not supported by mnist_mlp (the official "
+                     "MNIST MLP has no minibatch layer); use model.name='conv' (configs/mnist_md.py)"
+                     " or set model.minibatch_kernels=0")
+  if _get(cfg, "d_dropout", 0.0):
+    raise ValueError("model.d_dropout is not supported by mnist_mlp (its D uses Gaussian noise: "
+                     "model.d_input_noise / model.d_hidden_noise); set model.d_dropout=0")
   g = mnist.MnistGenerator(image_shape=tuple(image_shape))
   d = mnist.MnistDiscriminator(num_classes=num_classes, input_noise=cfg.d_input_noise,
                                hidden_noise=cfg.d_hidden_noise)
@@ -48,15 +61,37 @@ def _mnist_mlp(cfg, num_classes, image_shape):
 @register("conv")
 def _conv(cfg, num_classes, image_shape):
   """Official CIFAR/SVHN convnets; 28x28 inputs use first_pad 3 and a 7x7 G start (see conv.py)."""
-  h, _, c = image_shape
-  if cfg.d_input_noise and cfg.d_input_dropout:
-    raise ValueError("model.d_input_noise and model.d_input_dropout are exclusive (official FM "
-                     "scripts: dropout 0.2; MD scripts: Gaussian noise 0.2); set one to 0")
-  g = conv.ConvGenerator(start_size=h // 8 if h % 8 == 0 else h // 4,
-                         channels=tuple(cfg.g_channels), out_channels=c, norm=cfg.g_norm,
-                         num_ref=cfg.vbn_ref_size, ref_dist=cfg.z_dist)
+  h, w, c = image_shape
+  if h != w:
+    raise ValueError(f"the conv model family takes square images, got {h}x{w}")
+  if cfg.g_norm not in conv.G_NORMS:
+    raise ValueError(f"model.g_norm={cfg.g_norm!r} is not one of {conv.G_NORMS}")
+  d_dropout, d_noise = _get(cfg, "d_dropout", 0.0), cfg.d_input_noise
+  if d_noise and d_dropout:
+    raise ValueError("model.d_input_noise and model.d_dropout are exclusive (official FM "
+                     "scripts: input dropout 0.2; MD scripts: input Gaussian noise 0.2); set one "
+                     "to 0")
+  for key, value in (("d_dropout", d_dropout), ("d_hidden_dropout", _get(cfg, "d_hidden_dropout",
+                                                                         0.5))):
+    if not 0.0 <= value < 1.0:
+      raise ValueError(f"model.{key}={value} must be in [0, 1)")
+  kernels, dim = _get(cfg, "minibatch_kernels", 0), _get(cfg, "minibatch_dim", 5)
+  if kernels < 0 or (kernels and dim < 1):
+    raise ValueError(f"model.minibatch_kernels={kernels} must be >= 0 (0 = off) and "
+                     f"model.minibatch_dim={dim} >= 1")
+  g_channels = tuple(cfg.g_channels)
+  up = 2 ** len(g_channels)
+  if h % up:
+    raise ValueError(f"model.g_channels={g_channels} gives {len(g_channels)} stride-2 deconvs, so "
+                     f"the image side {h} must be a multiple of {up}")
+  num_ref = _get(cfg, "vbn_ref_size", 100)
+  if cfg.g_norm in conv.VBN_VARIANTS and num_ref < 1:
+    raise ValueError(f"model.vbn_ref_size={num_ref} must be >= 1 for g_norm={cfg.g_norm!r}")
+  g = conv.ConvGenerator(start_size=h // up, channels=g_channels, out_channels=c,
+                         norm=cfg.g_norm, num_ref=num_ref, ref_dist=cfg.z_dist)
   d = conv.ConvDiscriminator(channels=tuple(cfg.d_channels), num_classes=num_classes,
-                             input_dropout=cfg.d_input_dropout, input_noise=cfg.d_input_noise,
-                             minibatch_kernels=cfg.minibatch_kernels,
-                             minibatch_dim=cfg.minibatch_dim, first_pad=(32 - h) // 2 + 1)
+                             input_dropout=d_dropout, input_noise=d_noise,
+                             hidden_dropout=_get(cfg, "d_hidden_dropout", 0.5),
+                             minibatch_kernels=kernels, minibatch_dim=dim,
+                             first_pad=conv.first_conv_padding(h))
   return g, d
