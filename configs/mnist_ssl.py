@@ -47,6 +47,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.g_norm = "batch"
   c.model.d_input_noise = 0.3
   c.model.d_hidden_noise = 0.5
+  c.model.d_dropout = 0.0         # input dropout (conv family; the MLP D uses noise only)
+  c.model.minibatch_kernels = 0   # minibatch discrimination B (0 = off; conv family only)
+  c.model.minibatch_dim = 5       # minibatch discrimination C
   c.model.z_dim = 100
   c.model.z_dist = "uniform01"    # official quirk: theano_rng.uniform default U(0, 1)
 
@@ -56,6 +59,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.loss.fm_layer = -1            # last hidden layer (official layers[-3], third 250-unit layer)
   c.loss.unlabeled_weight = 1.0
   c.loss.label_smoothing = 1.0    # real target; 1.0 = no smoothing (not used by this script)
+  c.loss.kl_target = 0.375        # generator target of loss.generator='kl_target' (imagenet code)
 
   c.optim = ml_collections.ConfigDict()
   c.optim.lr = 0.003
@@ -70,6 +74,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.optim.ema_debias = False      # True: evaluate ema / (1 - (1 - rate)^step) (not official)
   c.optim.historical_averaging_d = 0.0
   c.optim.historical_averaging_g = 0.0
+  c.optim.historical_averaging_include_current = False  # paper's mean incl. theta_t (see optim/)
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 100
