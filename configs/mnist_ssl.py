@@ -48,7 +48,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.d_input_noise = 0.3
   c.model.d_hidden_noise = 0.5
   c.model.d_dropout = 0.0         # input dropout (conv family; the MLP D uses noise only)
-  c.model.minibatch_kernels = 0   # minibatch discrimination B (0 = off; conv family only)
+  c.model.minibatch_kernels = 0   # minibatch discrimination B (0 = off; mnist_md*.py)
   c.model.minibatch_dim = 5       # minibatch discrimination C
   c.model.z_dim = 100
   c.model.z_dist = "uniform01"    # official quirk: theano_rng.uniform default U(0, 1)

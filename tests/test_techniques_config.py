@@ -39,7 +39,7 @@ def fake_data(monkeypatch):
 
 
 def _build(name="mnist_md", **overrides):
-  defaults = {"data.num_labeled": 100} if name == "mnist_md" else {}
+  defaults = {"data.num_labeled": 100} if name.startswith("mnist_md") else {}
   return experiment.build(load_config(name, "tiny", **{**defaults, **overrides}))
 
 
@@ -133,6 +133,29 @@ def test_historical_averaging_per_player_and_reading(monkeypatch):
   assert len(_ha_states(exp.variant.g_tx.init(params))) == 1
   assert not _ha_states(exp.variant.d_tx.init(params))
 
+@pytest.mark.parametrize("kernels", [0, 100])
+def test_minibatch_switch_on_the_mnist_mlp(kernels):
+  """mnist_md_mlp: the official MinibatchLayer between the MLP's last hidden layer and its output."""
+  exp = _build("mnist_md_mlp", **{"model.minibatch_kernels": kernels})
+  d = exp.variant.discriminator
+  assert d.batch_independent == (kernels == 0)
+  x = jax.ShapeDtypeStruct((6, 28, 28, 1), np.float32)
+  variables = jax.eval_shape(lambda x: d.init(
+      {"params": jax.random.PRNGKey(0), "noise": jax.random.PRNGKey(1)}, x), x)
+  mb = variables["params"].get("MinibatchDiscrimination_0")
+  assert (mb is None) == (kernels == 0)
+  if kernels:
+    assert mb["theta"].shape == (250, kernels, 5)
+  assert variables["params"]["WNDense_5"]["kernel"].shape == (250 + kernels, 10)
+
+
+def test_mnist_md_mlp_config_is_the_documented_setup():
+  c = load_config("mnist_md_mlp")
+  assert (c.model.name, c.model.minibatch_kernels, c.model.minibatch_dim) == ("mnist_mlp", 100, 5)
+  assert (c.model.d_input_noise, c.model.d_hidden_noise, c.loss.generator) == (0.3, 0.5, "minimax")
+  assert (c.train.g_steps_per_d_step, c.optim.lr, c.train.num_epochs) == (3, 3e-4, 500)
+  assert (c.data.num_labeled, c.eval.batch_size, c.data.scale) == (4000, 100, "unit")
+
 
 def test_generator_steps_per_discriminator_step():
   assert _build(**{"train.g_steps_per_d_step": 3}).variant.g_steps_per_d_step == 3
@@ -155,7 +178,8 @@ def test_mnist_md_config_is_the_documented_setup():
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name,overrides,message", [
     ("mnist_ssl", {"model.g_norm": "vbn"}, "not supported by mnist_mlp"),
-    ("mnist_ssl", {"model.minibatch_kernels": 100}, "minibatch_kernels"),
+    ("mnist_md_mlp", {"model.minibatch_kernels": -1}, "minibatch_kernels"),
+    ("mnist_md_mlp", {"model.minibatch_dim": 0}, "minibatch_dim"),
     ("mnist_ssl", {"model.d_dropout": 0.2}, "d_dropout"),
     ("mnist_ssl", {"loss.fm_layer": 5}, "loss.fm_layer=5"),
     ("mnist_md", {"loss.generator": "feature_matching", "loss.fm_layer": -2}, "loss.fm_layer=-2"),

@@ -39,22 +39,27 @@ def _get(cfg, key, default):
   return cfg.get(key, default) if hasattr(cfg, "get") else getattr(cfg, key, default)
 
 
+def _check_minibatch(kernels: int, dim: int) -> None:
+  if kernels < 0 or (kernels and dim < 1):
+    raise ValueError(f"model.minibatch_kernels={kernels} must be >= 0 (0 = off) and "
+                     f"model.minibatch_dim={dim} >= 1")
+
+
 @register("mnist_mlp")
 def _mnist_mlp(cfg, num_classes, image_shape):
-  """The official MNIST feature-matching MLPs; techniques they never had fail clearly."""
+  """The official MNIST feature-matching MLPs (+ optional minibatch layer); other techniques fail."""
   if cfg.g_norm != "batch":
     raise ValueError(f"model.g_norm={cfg.g_norm!r} is not supported by mnist_mlp (official G uses "
                      "batch norm); use 'batch', or model.name='conv' for virtual batch norm")
-  if _get(cfg, "minibatch_kernels", 0):
-    raise ValueError("model.minibatch_kernels > 0 is not supported by mnist_mlp (the official "
-                     "MNIST MLP has no minibatch layer); use model.name='conv' (configs/mnist_md.py)"
-                     " or set model.minibatch_kernels=0")
+  kernels, dim = _get(cfg, "minibatch_kernels", 0), _get(cfg, "minibatch_dim", 5)
+  _check_minibatch(kernels, dim)
   if _get(cfg, "d_dropout", 0.0):
     raise ValueError("model.d_dropout is not supported by mnist_mlp (its D uses Gaussian noise: "
                      "model.d_input_noise / model.d_hidden_noise); set model.d_dropout=0")
   g = mnist.MnistGenerator(image_shape=tuple(image_shape))
   d = mnist.MnistDiscriminator(num_classes=num_classes, input_noise=cfg.d_input_noise,
-                               hidden_noise=cfg.d_hidden_noise)
+                               hidden_noise=cfg.d_hidden_noise, minibatch_kernels=kernels,
+                               minibatch_dim=dim)
   return g, d
 
 
@@ -76,9 +81,7 @@ def _conv(cfg, num_classes, image_shape):
     if not 0.0 <= value < 1.0:
       raise ValueError(f"model.{key}={value} must be in [0, 1)")
   kernels, dim = _get(cfg, "minibatch_kernels", 0), _get(cfg, "minibatch_dim", 5)
-  if kernels < 0 or (kernels and dim < 1):
-    raise ValueError(f"model.minibatch_kernels={kernels} must be >= 0 (0 = off) and "
-                     f"model.minibatch_dim={dim} >= 1")
+  _check_minibatch(kernels, dim)
   g_channels = tuple(cfg.g_channels)
   up = 2 ** len(g_channels)
   if h % up:

@@ -9,6 +9,7 @@ import flax.linen as nn
 import jax
 
 from itgan_jax.nn.batchnorm import BatchStatNorm
+from itgan_jax.nn.minibatch import MinibatchDiscrimination
 from itgan_jax.nn.noise import GaussianNoise
 from itgan_jax.nn.weightnorm import WNDense
 
@@ -21,12 +22,23 @@ class MnistDiscriminator(nn.Module):
   ||theta|| (no epsilon), scale s frozen after data-dependent init (`train_scale=False`).
   Returns (logits, features) where features are the post-ReLU hidden activations before the next
   noise layer; official feature matching reads `layers[-3]`, the third 250-unit layer = features[-1].
+
+  `minibatch_kernels` > 0 inserts the official `MinibatchLayer` (B kernels x C dims) between the
+  last hidden layer (after its noise) and the output layer, where the official CIFAR/SVHN MD
+  scripts put it (after the last hidden features, before the K-way dense). Not in the official
+  MNIST script: it is our CPU-sized MNIST minibatch-discrimination model (configs/mnist_md_mlp.py).
   """
   hidden: Sequence[int] = (1000, 500, 250, 250, 250)
   num_classes: int = 10
-  batch_independent = True  # no batch statistics: the variant may stack batches into one call
   input_noise: float = 0.3
   hidden_noise: float = 0.5
+  minibatch_kernels: int = 0
+  minibatch_dim: int = 5
+
+  @property
+  def batch_independent(self) -> bool:
+    """No batch statistics (the variant may stack batches into one call) unless minibatch features."""
+    return self.minibatch_kernels == 0
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = True):
@@ -37,6 +49,8 @@ class MnistDiscriminator(nn.Module):
       h = nn.relu(WNDense(width, kernel_init_std=0.1, eps=0.0, train_scale=False)(h))
       features.append(h)
       h = GaussianNoise(self.hidden_noise)(h, train=train)
+    if self.minibatch_kernels:
+      h = MinibatchDiscrimination(self.minibatch_kernels, self.minibatch_dim)(h)
     logits = WNDense(self.num_classes, kernel_init_std=0.1, eps=0.0, train_scale=True)(h)
     return logits, tuple(features)
 
