@@ -7,9 +7,9 @@ networks of the official MNIST feature-matching script (`configs/mnist_ssl.py`),
 comparison with the feature-matching model isolates the MD technique and the G objective:
   * D = the official MNIST MLP D (Gaussian noise 0.3 / 0.5, weight-normalised dense
     1000-500-250-250-250, ReLU) with the official `MinibatchLayer` (100 kernels x 5, data-dependent
-    init) between the last hidden layer and the 10-way output, where the CIFAR/SVHN MD scripts
-    put it (after the last hidden features); D is called on pure labeled / unlabeled / generated
-    batches (minibatch statistics within each);
+    init) after the last hidden layer, where the CIFAR/SVHN MD scripts put it (after the last
+    hidden features), reading those features before D's noise (models/mnist.py says why); D is
+    called on pure labeled / unlabeled / generated batches (minibatch statistics within each);
   * G = the official MNIST G (U(0, 1)^100 -> dense 500-500 with batch norm and softplus ->
     weight-normalised sigmoid 784);
   * from the WIP MD script: 400 labels per class, saturating minimax G loss with 3 G steps per D

@@ -232,3 +232,18 @@ def test_tiny_minibatch_discrimination_run_one_chunk(tmp_path, rbg_prng):
   lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
   assert json.loads(lines[-1])["epoch"] == 1
   assert list((tmp_path / "samples").glob("*.png"))
+
+
+def test_mnist_mlp_minibatch_layer_reads_noise_free_features():
+  """The minibatch layer's input is the last hidden layer's post-ReLU output (returned as the
+  feature-matching feature, before D's N(0, 0.5^2) noise), not that output plus noise."""
+  from itgan_jax.models.mnist import MnistDiscriminator
+  d = MnistDiscriminator(minibatch_kernels=4, minibatch_dim=3)
+  x = np.random.RandomState(0).rand(6, 28, 28, 1).astype(np.float32)
+  variables = d.init({"params": jax.random.PRNGKey(0), "noise": jax.random.PRNGKey(1)},
+                     np.random.RandomState(1).rand(32, 28, 28, 1).astype(np.float32))
+  (_, features), state = d.apply(variables, x, rngs={"noise": jax.random.PRNGKey(2)},
+                                 capture_intermediates=True, mutable=["intermediates"])
+  out = state["intermediates"]["MinibatchDiscrimination_0"]["__call__"][0]
+  assert out.shape == (6, 250 + 4)
+  np.testing.assert_array_equal(np.asarray(out[:, :250]), np.asarray(features[-1]))

@@ -23,10 +23,13 @@ class MnistDiscriminator(nn.Module):
   Returns (logits, features) where features are the post-ReLU hidden activations before the next
   noise layer; official feature matching reads `layers[-3]`, the third 250-unit layer = features[-1].
 
-  `minibatch_kernels` > 0 inserts the official `MinibatchLayer` (B kernels x C dims) between the
-  last hidden layer (after its noise) and the output layer, where the official CIFAR/SVHN MD
-  scripts put it (after the last hidden features, before the K-way dense). Not in the official
-  MNIST script: it is our CPU-sized MNIST minibatch-discrimination model (configs/mnist_md_mlp.py).
+  `minibatch_kernels` > 0 inserts the official `MinibatchLayer` (B kernels x C dims) after the
+  last hidden layer, as the official CIFAR/SVHN MD scripts put it after their last hidden features
+  (before the K-way dense). It reads the noise-free features, before that layer's N(0, 0.5^2)
+  noise (which then perturbs the concatenation): after the noise, the L1 distances between
+  examples would be dominated by D's own noise and could not tell a collapsed batch from a varied
+  one (the CIFAR D pools its features over space first, which averages its dropout out). Not in
+  the official MNIST script: our CPU-sized MNIST MD model (configs/mnist_md_mlp.py).
   """
   hidden: Sequence[int] = (1000, 500, 250, 250, 250)
   num_classes: int = 10
@@ -45,12 +48,12 @@ class MnistDiscriminator(nn.Module):
     h = x.reshape((x.shape[0], -1))
     h = GaussianNoise(self.input_noise)(h, train=train)
     features = []
-    for width in self.hidden:
+    for i, width in enumerate(self.hidden):
       h = nn.relu(WNDense(width, kernel_init_std=0.1, eps=0.0, train_scale=False)(h))
       features.append(h)
+      if self.minibatch_kernels and i == len(self.hidden) - 1:
+        h = MinibatchDiscrimination(self.minibatch_kernels, self.minibatch_dim)(h)
       h = GaussianNoise(self.hidden_noise)(h, train=train)
-    if self.minibatch_kernels:
-      h = MinibatchDiscrimination(self.minibatch_kernels, self.minibatch_dim)(h)
     logits = WNDense(self.num_classes, kernel_init_std=0.1, eps=0.0, train_scale=True)(h)
     return logits, tuple(features)
 
