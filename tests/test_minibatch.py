@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from itgan_jax.nn.minibatch import JointMinibatchFeatures, MinibatchDiscrimination
+from itgan_jax.nn.minibatch import JointMinibatchFeatures, MinibatchDiscrimination, pairwise_l1
 
 
 def _np_forward(f, theta, log_scale, bias):
@@ -35,6 +35,25 @@ def test_forward_matches_numpy_with_self_excluded():
   twin = np.concatenate([f[:1], f[:1]])
   o = np.asarray(layer.apply(variables, twin))[:, 16:]
   np.testing.assert_allclose(o, 1.0 - 1.0, atol=1e-6)
+
+
+def test_pairwise_l1_gradient_matches_numpy_sign_formula_and_autodiff():
+  """The hand-written VJP of d[i,b,j] = sum_c |m_ibc - m_jbc| against the NumPy derivation
+  dm[i,b,c] = sum_j (g[i,b,j] + g[j,b,i]) sign(m_ibc - m_jbc) (ties included: Theano's sign(0) = 0)
+  and, away from ties, JAX autodiff of the plain broadcast expression."""
+  rng = np.random.RandomState(3)
+  m = rng.randn(7, 4, 3).astype(np.float32)
+  m[5] = m[2]  # a tie: sign(0) = 0
+  g = rng.randn(7, 4, 7).astype(np.float32)
+  sign = np.sign(m[:, :, :, None] - m.transpose(1, 2, 0)[None])            # (N, B, C, N)
+  ref = np.einsum("ibj,ibcj->ibc", g + g.transpose(2, 1, 0), sign.astype(np.float64))
+  _, vjp = jax.vjp(pairwise_l1, m)
+  np.testing.assert_allclose(vjp(g)[0], ref, rtol=1e-5, atol=1e-5)
+  plain = lambda x: jax.numpy.sum(jax.numpy.abs(x[:, :, :, None] - x.transpose(1, 2, 0)[None]), 2)
+  m[5] += 0.5  # no ties: JAX's subgradient of |x| at 0 is +1, not Theano's 0
+  _, vjp = jax.vjp(pairwise_l1, m)
+  np.testing.assert_allclose(vjp(g)[0], jax.vjp(plain, m)[1](g)[0], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(pairwise_l1(m), plain(m), rtol=1e-6)
 
 
 def test_data_dependent_init_centres_features_and_normalises_distances():
