@@ -137,6 +137,41 @@ def test_distance_matches_reference(res):
   np.testing.assert_allclose(other.per_level, ours.per_level, rtol=1e-6)
 
 
+@pytest.mark.parametrize("sort_on_host", [True, False], ids=["host_sort", "xla_sort"])
+def test_distance_in_chunks_of_directions_matches_reference(monkeypatch, sort_on_host):
+  """Several chunks of directions (lax.map path, chunks spanning two repeats) give the official value."""
+  monkeypatch.setattr(S, "_PROJECTION_VALUES_PER_CHUNK", 1)
+  monkeypatch.setattr(S, "_MIN_DIRS_PER_CHUNK", 48)
+  assert S._dirs_per_chunk(4096, 4 * 24) == 48  # 2 chunks of 48 = 2 repeats of 24 directions each
+  a, b = _images(12, 32, 32), _images(13, 32, 32, noise=40.0)
+  desc_a = S.swd_descriptors(a, jax.random.PRNGKey(1))
+  desc_b = S.swd_descriptors(b, jax.random.PRNGKey(2))
+  dirs = [S.swd_directions(k, 147, 4, 24) for k in jax.random.split(jax.random.PRNGKey(3), len(desc_a))]
+  ours = S.sliced_wasserstein_distance(desc_a, desc_b, None, directions=dirs, sort_on_host=sort_on_host)
+  theirs = ref.swd([np.asarray(d) for d in desc_a], [np.asarray(d) for d in desc_b],
+                   directions=[np.asarray(d) for d in dirs])
+  np.testing.assert_allclose(ours.per_level, theirs[:-1], rtol=2e-5)
+
+
+def test_dirs_per_chunk():
+  assert S._dirs_per_chunk(100, 512) == 128         # one repeat's directions per chunk
+  assert S._dirs_per_chunk(2 ** 18, 512) == 128     # 2,048 images: 128 MB of projections per set
+  assert S._dirs_per_chunk(2 ** 19, 512) == 64      # bounded memory for larger sets
+  assert S._dirs_per_chunk(2 ** 21, 512) == 32      # 16,384 images: at least 32 directions
+  assert S._dirs_per_chunk(2 ** 21, 100) == 25      # a divisor of the number of directions
+  assert S._dirs_per_chunk(2 ** 21, 7) == 7
+
+
+def test_host_sorted_distance_matches_numpy():
+  """The threaded host sort equals a plain row sort, for fewer rows than threads too."""
+  rng = np.random.default_rng(0)
+  for rows in (1, 5):
+    pa = rng.standard_normal((rows, 1000)).astype(np.float32)
+    pb = (rng.standard_normal((rows, 1000)) * 2 + 0.5).astype(np.float32)
+    expected = np.mean(np.abs(np.sort(pa, axis=1).astype(np.float64) - np.sort(pb, axis=1)))
+    np.testing.assert_allclose(S._host_sorted_distance(pa, pb), expected, rtol=1e-6)
+
+
 def test_distance_of_identical_sets_is_zero_and_symmetric():
   a = _images(6, 16, 32)
   b = _images(7, 16, 32)
