@@ -3,31 +3,39 @@ r"""Speed of the MNIST semi-supervised training iteration (one D step + one G st
 Measures the real training path (device-resident data, index plan, gather, train_step inside one
 jitted lax.scan per chunk, exactly what `itgan_jax.main` runs) and prints:
   * ms per iteration and seconds per 600-iteration epoch,
-  * the FLOPs per iteration from XLA's cost analysis of the compiled chunk, and from an analytic
-    count of the dense layers (forward 2*m*k*n, backward twice that),
+  * the matrix-product FLOPs per iteration (analytic count of the products a faithful step must
+    do, checked against the dots of the compiled chunk) and XLA's cost-analysis FLOPs (which also
+    count elementwise and integer RNG work, so they grow with cheaper-but-longer RNG code),
   * achieved GFLOP/s and its ratio to this machine's float32 matmul throughput, measured in the
-    same run with a jitted square matmul.
-Run on a quiet machine: another process on the 2 cores halves every number (the ratio survives).
+    same run with a jitted square matmul (the headline ratio uses the matrix-product FLOPs),
+  * optionally the same step with the noise drawn by jax.random.normal (identical numbers) and
+    without D's noise layers, for the RNG's share.
+The variants and the matmul are timed in turns (best of `--repeats` each), so a load change hits
+them alike; still, run on a quiet machine: another process on the 2 cores slows every number and
+makes the ratios noisy.
 
-  python benchmarks/mnist_step.py [--steps 600] [--data_dir ../shared/data]
+  python benchmarks/mnist_step.py [--steps 600] [--repeats 3] [--compare_jax_random_noise 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import pathlib
+import re
 import sys
 import time
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from itgan_jax import experiment  # noqa: E402
 from itgan_jax.data import preprocess  # noqa: E402
+from itgan_jax.nn import fast_random  # noqa: E402
 from itgan_jax.train import loop, sharding  # noqa: E402
 from tests.helpers import load_config  # noqa: E402
 
@@ -47,21 +55,47 @@ def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
 
 
 def analytic_flops_per_iteration(batch: int = 100) -> float:
-  """Dense-layer FLOPs of one official iteration (forward 2mkn; backward w.r.t. inputs and weights
-  4mkn). D: 784-1000-500-250-250-250-10; G: 100-500-500-784.
+  """Matrix-product FLOPs of one official iteration (2mkn per product), the work any faithful
+  implementation must do. D: 784-1000-500-250-250-250-10; G: 100-500-500-784.
 
-  D step: G forward (100) + D forward/backward on lab, unl, gen (3 x 100).
-  G step: D forward on the real FM batch (100), G forward/backward and D forward/backward w.r.t.
-  its input on the generated batch (the weight-gradient half of D's backward is not needed but is
-  counted by XLA only if not pruned; we count input-gradients only: 2mkn).
+  D step: G forward (batch); D forward on lab+unl+gen (3 batch), weight gradients of all six
+  layers and input gradients of layers 2..6 (the images need none).
+  G step: D forward on the real FM batch up to the FM layer (layers 1..5); G forward, weight
+  gradients of its three layers and input gradients of layers 2..3; D forward on the generated
+  batch up to the FM layer and input gradients of layers 1..5 (D's weights are constants there;
+  its logits are unused).
+  Equals the sum over the dot ops of the compiled chunk (`dot_flops_in_hlo`).
   """
   d_layers = [(784, 1000), (1000, 500), (500, 250), (250, 250), (250, 250), (250, 10)]
   g_layers = [(100, 500), (500, 500), (500, 784)]
-  d_fwd = sum(2 * batch * k * n for k, n in d_layers)
-  g_fwd = sum(2 * batch * k * n for k, n in g_layers)
-  d_step = g_fwd + 3 * (d_fwd + 2 * d_fwd)
-  g_step = d_fwd + (g_fwd + 2 * g_fwd) + (d_fwd + d_fwd)
+
+  def fwd(layers, rows):
+    return sum(2 * rows * k * n for k, n in layers)
+
+  d_step = fwd(g_layers, batch) + fwd(d_layers, 3 * batch) * 2 + fwd(d_layers[1:], 3 * batch)
+  g_step = (fwd(d_layers[:5], batch) + fwd(g_layers, batch) * 2 + fwd(g_layers[1:], batch)
+            + fwd(d_layers[:5], batch) * 2)
   return float(d_step + g_step)
+
+
+def dot_flops_in_hlo(hlo_text: str) -> float:
+  """2 * prod(output) * prod(contracted dims) summed over every dot of an HLO module text (the
+  scan body, i.e. one iteration, appears once)."""
+  shapes = {}
+  for line in hlo_text.splitlines():
+    m = re.match(r"\s*(?:ROOT )?%(\S+) = \w+\[([\d,]*)\]", line)
+    if m:
+      shapes[m.group(1)] = [int(d) for d in m.group(2).split(",") if d]
+  total = 0
+  for line in hlo_text.splitlines():
+    if " dot(" not in line:
+      continue
+    out = [int(d) for d in re.search(r"= \w+\[([\d,]*)\]", line).group(1).split(",") if d]
+    lhs = re.search(r"dot\(%(\S+?), ", line).group(1)
+    dims = re.search(r"lhs_contracting_dims=\{([\d,]*)\}", line).group(1)
+    k = math.prod(shapes[lhs][int(i)] for i in dims.split(",") if i)
+    total += 2 * math.prod(out) * k
+  return float(total)
 
 
 def main():
@@ -71,52 +105,90 @@ def main():
   parser.add_argument("--data_dir", default=str(REPO.parent / "shared" / "data"))
   parser.add_argument("--compare_no_noise", type=int, default=1,
                       help="also time the iteration without D's noise layers (RNG share)")
+  parser.add_argument("--compare_jax_random_noise", type=int, default=0,
+                      help="also time the iteration with the noise drawn by jax.random.normal "
+                           "(the same numbers, JAX's rolled CPU threefry loop)")
   args = parser.parse_args()
 
   print(f"JAX {jax.__version__} on {jax.device_count()} {jax.default_backend()} device(s)")
-  peak = matmul_gflops()
-  print(f"float32 matmul throughput (2048^3, best of 10): {peak:.1f} GFLOP/s")
 
-  ms, xla_flops = time_iteration(args, {})
+  # Variants are compiled first and then timed in turns (round robin), so that a load change on
+  # the machine hits all of them alike and their ratios stay meaningful.
+  variants = {"step": prepare(args, {})}
+  if args.compare_jax_random_noise:
+    with mock.patch.object(fast_random, "normal", _jax_random_normal):
+      variants["jax.random.normal noise"] = prepare(args, {})
+  if args.compare_no_noise:
+    variants["no noise"] = prepare(args, {"model.d_input_noise": 0.0,
+                                          "model.d_hidden_noise": 0.0})
+  best = {name: float("inf") for name in variants}
+  peak = 0.0
+  for r in range(args.repeats):
+    peak = max(peak, matmul_gflops(repeats=5))
+    for name, variant in variants.items():
+      best[name] = min(best[name], variant.time_chunk(r + 1))
+  print(f"float32 matmul throughput (2048^3, best of {5 * args.repeats} between the chunks): "
+        f"{peak:.1f} GFLOP/s")
+  ms = best["step"]
+  main_variant = variants["step"]
   ana_flops = analytic_flops_per_iteration(100)
   print(f"iteration (D step + G step, batch 100, input pipeline included): {ms:.2f} ms = "
         f"{ms * 600 / 1e3:.1f} s per 600-iteration epoch")
-  for name, flops in (("XLA cost analysis", xla_flops), ("analytic dense layers", ana_flops)):
+  print(f"matrix products: {ana_flops / 1e9:.4f} GFLOP/iteration analytic, "
+        f"{main_variant.hlo_dot_flops / 1e9:.4f} in the compiled dots")
+  for name, flops in (("matrix-product FLOPs", ana_flops),
+                      ("XLA cost analysis (all ops, incl. elementwise and integer RNG)",
+                       main_variant.xla_flops)):
     achieved = flops / (ms / 1e3) / 1e9
     print(f"{name}: {flops / 1e9:.3f} GFLOP/iteration -> {achieved:.1f} GFLOP/s = "
           f"{100 * achieved / peak:.0f}% of the measured matmul throughput")
-  if args.compare_no_noise:
-    ms_quiet, _ = time_iteration(args, {"model.d_input_noise": 0.0, "model.d_hidden_noise": 0.0})
+  if "jax.random.normal noise" in best:
+    ms_jax = best["jax.random.normal noise"]
+    print(f"same iteration with the noise from jax.random.normal (identical numbers): "
+          f"{ms_jax:.2f} ms -> this step takes {ms / ms_jax:.2f}x that")
+  if "no noise" in best:
+    ms_quiet = best["no noise"]
     print(f"same iteration without D's Gaussian noise layers (~1.5M normals per iteration): "
           f"{ms_quiet:.2f} ms -> noise generation is {100 * (1 - ms_quiet / ms):.0f}% of the "
           "iteration")
 
 
-def time_iteration(args, overrides) -> tuple[float, float]:
-  """Best ms per iteration over `repeats` chunks and XLA's FLOPs per iteration."""
-  config = load_config("mnist_ssl", None, **{"data.dir": args.data_dir, **overrides})
-  exp = experiment.build(config)
-  mesh = sharding.make_mesh(1)
-  repl = sharding.replicated(mesh)
-  state = jax.jit(exp.variant.init, out_shardings=repl)(
-      jax.random.PRNGKey(0), preprocess.to_float(exp.x_init, exp.scale))
-  arrays = exp.feeder.put(repl)
-  run = loop._make_run_chunk(exp.variant, exp.feeder, mesh, args.steps)  # pylint: disable=protected-access
-  plan = {k: v[:args.steps] for k, v in exp.epoch_plan(0).items()}
-  compiled = run.lower(state, arrays, plan).compile()
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  xla_flops = float(cost.get("flops", float("nan")))  # the scan body (one iteration) counted once
-  state, metrics = run(state, arrays, plan)  # warm-up
-  jax.block_until_ready(metrics)
-  times = []
-  for r in range(args.repeats):
-    plan = {k: v[:args.steps] for k, v in exp.epoch_plan(r + 1).items()}
-    t = time.perf_counter()
-    state, metrics = run(state, arrays, plan)
+def _jax_random_normal(key, shape, dtype=jnp.float32):
+  return jax.random.normal(key, shape, dtype)
+
+
+class prepare:  # pylint: disable=invalid-name
+  """Compiles the real training chunk of `args.steps` iterations for a config with `overrides`."""
+
+  def __init__(self, args, overrides):
+    config = load_config("mnist_ssl", None, **{"data.dir": args.data_dir, **overrides})
+    self.exp = experiment.build(config)
+    self.steps = args.steps
+    mesh = sharding.make_mesh(1)
+    repl = sharding.replicated(mesh)
+    self.state = jax.jit(self.exp.variant.init, out_shardings=repl)(
+        jax.random.PRNGKey(0), preprocess.to_float(self.exp.x_init, self.exp.scale))
+    self.arrays = self.exp.feeder.put(repl)
+    run = loop._make_run_chunk(self.exp.variant, self.exp.feeder, mesh, self.steps)  # pylint: disable=protected-access
+    plan = self._plan(0)
+    self.compiled = run.lower(self.state, self.arrays, plan).compile()
+    cost = self.compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    self.xla_flops = float(cost.get("flops", float("nan")))  # the scan body counted once
+    self.hlo_dot_flops = dot_flops_in_hlo(self.compiled.as_text())
+    self.state, metrics = self.compiled(self.state, self.arrays, plan)  # warm-up
     jax.block_until_ready(metrics)
-    times.append(time.perf_counter() - t)
-  return 1e3 * min(times) / args.steps, xla_flops
+
+  def _plan(self, epoch):
+    return {k: v[:self.steps] for k, v in self.exp.epoch_plan(epoch).items()}
+
+  def time_chunk(self, epoch: int) -> float:
+    """ms per iteration of one chunk (the host's plan transfer included)."""
+    plan = self._plan(epoch)
+    t = time.perf_counter()
+    self.state, metrics = self.compiled(self.state, self.arrays, plan)
+    jax.block_until_ready(metrics)
+    return 1e3 * (time.perf_counter() - t) / self.steps
 
 
 if __name__ == "__main__":
