@@ -72,6 +72,8 @@ FLAG_SPECS: dict[str, tuple[Any, str]] = {
     "classifier_weights": (None, "classifier weight file (default: the checked-in one)"),
     "inception_weights": (None, "converted Inception .npz (default: $ITGAN_INCEPTION_WEIGHTS or "
                           "~/.cache/itgan_jax/inception-2015-12-05.npz)"),
+    "feature_cache": (None, "directory caching Inception features in blocks of 2048 images: a "
+                      "killed or repeated run reuses the finished blocks (e.g. the reference set's)"),
     "swd_images": (16384, "images per set for SWD (ProGAN: 16384)"),
     "msssim_images": (20000, "samples for MS-SSIM (ProGAN: 20000 = 10000 pairs)"),
     "is_splits": (10, "Inception/classifier score splits"),
@@ -101,6 +103,7 @@ class EvalArgs:
   classifier: str | None = None
   classifier_weights: str | None = None
   inception_weights: str | None = None
+  feature_cache: str | None = None
   swd_images: int = 16384
   msssim_images: int = 20000
   is_splits: int = 10
@@ -283,7 +286,8 @@ def options_from_args(args: EvalArgs) -> suite_lib.Options:
       is_splits=args.is_splits, is_shuffle_seed=args.is_shuffle_seed,
       kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size,
       swd_images=args.swd_images, msssim_images=args.msssim_images, seed=args.seed,
-      inception_weights=args.inception_weights, classifier_weights=args.classifier_weights)
+      inception_weights=args.inception_weights, feature_cache=args.feature_cache,
+      classifier_weights=args.classifier_weights)
 
 
 def run(args: EvalArgs) -> dict[str, Any]:

