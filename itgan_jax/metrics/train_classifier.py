@@ -4,6 +4,8 @@ r"""Trains the MNIST / CIFAR-10 classifier behind the "MNIST score" and classifi
       --out=itgan_jax/metrics/weights/mnist_classifier.npz
   python -m itgan_jax.metrics.train_classifier --dataset=cifar10 \
       --out=itgan_jax/metrics/weights/cifar10_classifier.npz
+  python -m itgan_jax.metrics.train_classifier --dataset=mnist --evaluate_only   # test accuracy
+                                                          # of the checked-in (or --out) weights
 
 Deterministic: parameters from `PRNGKey(seed)`, the epoch's example order from
 `np.random.RandomState(seed + epoch)`, augmentation (CIFAR-10 only: random 32x32 crop of the
@@ -114,6 +116,8 @@ def define_flags() -> None:
   flags.DEFINE_integer("batch_size", None, "default 128")
   flags.DEFINE_float("lr", None, "peak Adam learning rate (cosine decay to 0); default 2e-3")
   flags.DEFINE_integer("max_steps", None, "stop after this many steps (smoke tests)")
+  flags.DEFINE_bool("evaluate_only", False, "do not train: load the weights of --out (default: "
+                    "the checked-in file, sha256-checked) and print their test accuracy")
   flags.DEFINE_bool("register", None, "write the sha256 into weights/SHA256SUMS (default: when "
                     "--out is in itgan_jax/metrics/weights)")
 
@@ -129,12 +133,19 @@ def main(argv):
   print(f"{FLAGS.dataset}: {ds.train_x.shape[0]} training images {ds.train_x.shape[1:]}, "
         f"{ds.test_x.shape[0]} test images; {cfg}, seed {FLAGS.seed}; jax {jax.__version__} "
         f"on {jax.default_backend()}", flush=True)
+  out = pathlib.Path(FLAGS.out) if FLAGS.out else classifier.default_weights_path(FLAGS.dataset)
+  if FLAGS.evaluate_only:
+    params, metadata = classifier.load_weights(FLAGS.dataset, out)
+    test_acc = accuracy(FLAGS.dataset, params, ds.test_x, ds.test_y)
+    print(f"{out}: test accuracy {test_acc:.4f} "
+          f"({int(round((1 - test_acc) * ds.test_x.shape[0]))} errors of {ds.test_x.shape[0]}); "
+          f"recorded at training: {metadata.get('test_accuracy')}")
+    return
   start = time.time()
   params = train(FLAGS.dataset, ds.train_x, ds.train_y, seed=FLAGS.seed, max_steps=FLAGS.max_steps,
                  **cfg)
   train_time = time.time() - start
   test_acc = accuracy(FLAGS.dataset, params, ds.test_x, ds.test_y)
-  out = pathlib.Path(FLAGS.out) if FLAGS.out else classifier.default_weights_path(FLAGS.dataset)
   metadata = dict(dataset=FLAGS.dataset, seed=FLAGS.seed, test_accuracy=test_acc,
                   num_params=int(sum(np.size(v) for v in jax.tree.leaves(params))),
                   train_seconds=round(train_time, 1), jax_version=jax.__version__,
