@@ -25,6 +25,19 @@ def test_label_counts_select_class_balanced_subsets(labels):
   assert config.data.num_labeled == labels
 
 
+def test_prerelease_schedule_is_the_official_pre_0fa06b5_rate():
+  """lr = 0.001 * min(3 - epoch/100, 1) of the script before 'param averaging everywhere'."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  default = experiment.build_lr_schedule(load_config("mnist_ssl").optim)
+  config = load_config("mnist_ssl", "prerelease")
+  schedule = experiment.build_lr_schedule(config.optim)
+  for epoch in (0, 150, 199, 200, 250, 299, 300):
+    want = np.float32(0.001 * min(3.0 - epoch / 100.0, 1.0))
+    np.testing.assert_allclose(float(schedule(epoch)), want, rtol=1e-6, atol=1e-12)
+    assert float(default(epoch)) == np.float32(0.003)
+  assert config.train.num_epochs == 300 and config.optim.ema_rate == 1e-4
+
+
 def test_parse_arg_rejects_unknown_keys_and_wrong_types():
   with pytest.raises(ValueError, match="unknown config argument 'lables'"):
     parse_arg("lables=50", labels=100)
