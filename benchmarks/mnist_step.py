@@ -8,9 +8,13 @@ jitted lax.scan per chunk, exactly what `itgan_jax.main` runs) and prints:
     count elementwise and integer RNG work, so they grow with cheaper-but-longer RNG code),
   * achieved GFLOP/s and its ratio to this machine's float32 matmul throughput, measured in the
     same run with a jitted square matmul (the headline ratio uses the matrix-product FLOPs),
+  * the bound the model's own shapes set: the dots of the compiled chunk (same shapes and
+    transposes: M = 100 or 300 rows, at most 1000 wide) timed alone in one jitted call, their
+    GFLOP/s as a share of the square matmul's, and the iteration's share of that bound (the rest
+    is non-dot work: noise RNG, weight norm, Adam/EMA, batch norm, loop copies),
   * optionally the same step with the noise drawn by jax.random.normal (identical numbers) and
     without D's noise layers, for the RNG's share.
-The variants and the matmul are timed in turns (best of `--repeats` each), so a load change hits
+The variants, the dots and the matmul are timed in turns (best of `--repeats` each), so a load change hits
 them alike; still, run on a quiet machine: another process on the 2 cores slows every number and
 makes the ratios noisy.
 
@@ -78,30 +82,77 @@ def analytic_flops_per_iteration(batch: int = 100) -> float:
   return float(d_step + g_step)
 
 
-def dot_flops_in_hlo(hlo_text: str) -> float:
-  """2 * prod(output) * prod(contracted dims) summed over every dot of an HLO module text (the
-  scan body, i.e. one iteration, appears once)."""
+def dots_in_hlo(hlo_text: str) -> list[tuple]:
+  """Every dot op of an HLO module text as (lhs shape, rhs shape, dimension numbers) (the scan
+  body, i.e. one iteration, appears once), for `dot_flops_in_hlo` and `time_dots`."""
   shapes = {}
   for line in hlo_text.splitlines():
     m = re.match(r"\s*(?:ROOT )?%(\S+) = \w+\[([\d,]*)\]", line)
     if m:
-      shapes[m.group(1)] = [int(d) for d in m.group(2).split(",") if d]
-  total = 0
+      shapes[m.group(1)] = tuple(int(d) for d in m.group(2).split(",") if d)
+
+  def dims(line, key):
+    m = re.search(key + r"=\{([\d,]*)\}", line)
+    return tuple(int(i) for i in m.group(1).split(",") if i) if m else ()
+
+  dots = []
   for line in hlo_text.splitlines():
     if " dot(" not in line:
       continue
-    out = [int(d) for d in re.search(r"= \w+\[([\d,]*)\]", line).group(1).split(",") if d]
-    lhs = re.search(r"dot\(%(\S+?), ", line).group(1)
-    dims = re.search(r"lhs_contracting_dims=\{([\d,]*)\}", line).group(1)
-    k = math.prod(shapes[lhs][int(i)] for i in dims.split(",") if i)
-    total += 2 * math.prod(out) * k
-  return float(total)
+    lhs, rhs = re.search(r"dot\(%(\S+?), %(\S+?)\)", line).groups()
+    dnums = ((dims(line, "lhs_contracting_dims"), dims(line, "rhs_contracting_dims")),
+             (dims(line, "lhs_batch_dims"), dims(line, "rhs_batch_dims")))
+    dots.append((shapes[lhs], shapes[rhs], dnums))
+  return dots
+
+
+def dot_flops(dot: tuple) -> float:
+  """2 * prod(output) * prod(contracted dims) of one `dots_in_hlo` entry."""
+  lhs, rhs, ((lc, rc), (lb, rb)) = dot
+  out = ([lhs[i] for i in lb] + [d for i, d in enumerate(lhs) if i not in lc + lb]
+         + [d for i, d in enumerate(rhs) if i not in rc + rb])
+  return 2.0 * math.prod(out) * math.prod(lhs[i] for i in lc)
+
+
+def dot_flops_in_hlo(hlo_text: str) -> float:
+  """2 * prod(output) * prod(contracted dims) summed over every dot of an HLO module text (the
+  scan body, i.e. one iteration, appears once)."""
+  return float(sum(dot_flops(d) for d in dots_in_hlo(hlo_text)))
+
+
+class time_dots:  # pylint: disable=invalid-name
+  """The iteration's own matrix products alone: every dot of the compiled chunk (same shapes and
+  transposes) on random float32 operands, all in one jitted call (each dot runs as its own XLA
+  dot, as in the step). Their time is the bound this model's products set on XLA:CPU: the step
+  cannot be faster than its dots, whatever happens to the elementwise work around them."""
+
+  def __init__(self, dots):
+    keys = jax.random.split(jax.random.PRNGKey(0), 2 * len(dots))
+    self.operands = [(jax.random.normal(keys[2 * i], lhs, jnp.float32),
+                      jax.random.normal(keys[2 * i + 1], rhs, jnp.float32))
+                     for i, (lhs, rhs, _) in enumerate(dots)]
+    self.flops = float(sum(dot_flops(d) for d in dots))
+    self.f = jax.jit(lambda ops: [jax.lax.dot_general(a, b, d[2])
+                                  for (a, b), d in zip(ops, dots)])
+    jax.block_until_ready(self.f(self.operands))
+
+  def __call__(self, repeats: int) -> float:
+    """Best-of `repeats` ms of all the dots of one iteration."""
+    best = float("inf")
+    for _ in range(repeats):
+      t = time.perf_counter()
+      jax.block_until_ready(self.f(self.operands))
+      best = min(best, time.perf_counter() - t)
+    return 1e3 * best
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--steps", type=int, default=600, help="iterations per timed chunk")
-  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--repeats", type=int, default=3,
+                      help="rounds; each round times every variant, the dots and the matmul")
+  parser.add_argument("--matmul_repeats", type=int, default=10,
+                      help="2048^3 matmuls per round (the peak is the best of all rounds)")
   parser.add_argument("--data_dir", default=str(REPO.parent / "shared" / "data"))
   parser.add_argument("--compare_no_noise", type=int, default=1,
                       help="also time the iteration without D's noise layers (RNG share)")
@@ -121,14 +172,17 @@ def main():
   if args.compare_no_noise:
     variants["no noise"] = prepare(args, {"model.d_input_noise": 0.0,
                                           "model.d_hidden_noise": 0.0})
+  dots = time_dots(dots_in_hlo(variants["step"].compiled.as_text()))
   best = {name: float("inf") for name in variants}
-  peak = 0.0
+  peak, dots_ms = 0.0, float("inf")
   for r in range(args.repeats):
-    peak = max(peak, matmul_gflops(repeats=5))
+    peak = max(peak, matmul_gflops(repeats=args.matmul_repeats))
+    dots_ms = min(dots_ms, dots(max(1, args.steps // 20)))
     for name, variant in variants.items():
       best[name] = min(best[name], variant.time_chunk(r + 1))
-  print(f"float32 matmul throughput (2048^3, best of {5 * args.repeats} between the chunks): "
-        f"{peak:.1f} GFLOP/s")
+  peak = max(peak, matmul_gflops(repeats=args.matmul_repeats))
+  print(f"float32 matmul throughput (2048^3, best of {args.matmul_repeats * (args.repeats + 1)} "
+        f"interleaved with the chunks): {peak:.1f} GFLOP/s")
   ms = best["step"]
   main_variant = variants["step"]
   ana_flops = analytic_flops_per_iteration(100)
@@ -142,6 +196,12 @@ def main():
     achieved = flops / (ms / 1e3) / 1e9
     print(f"{name}: {flops / 1e9:.3f} GFLOP/iteration -> {achieved:.1f} GFLOP/s = "
           f"{100 * achieved / peak:.0f}% of the measured matmul throughput")
+  dots_gflops = dots.flops / (dots_ms / 1e3) / 1e9
+  print(f"the iteration's own matrix products timed alone ({len(dots.operands)} dots of the compiled "
+        f"chunk, same shapes and transposes, one jitted call): {dots_ms:.2f} ms = "
+        f"{dots_gflops:.1f} GFLOP/s = {100 * dots_gflops / peak:.0f}% of the 2048^3 matmul "
+        f"(the bound these shapes set); the iteration reaches {100 * dots_ms / ms:.0f}% of that "
+        f"bound, {ms - dots_ms:.2f} ms/iteration go to non-dot work")
   if "jax.random.normal noise" in best:
     ms_jax = best["jax.random.normal noise"]
     print(f"same iteration with the noise from jax.random.normal (identical numbers): "
