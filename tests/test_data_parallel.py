@@ -36,7 +36,13 @@ def test_eight_devices_match_one_device(shared_data_dir):
   leaf = jax.tree.leaves(sharded_state.d.params)[0]
   assert len(leaf.sharding.device_set) == 8
   for key in metrics1:
-    np.testing.assert_allclose(metrics8[key], metrics1[key], rtol=2e-4, atol=2e-5, err_msg=key)
+    # Step 1 starts from identical parameters: only the float reduction order differs, so a
+    # sharding bug (per-device batch statistics, a missing all-reduce) shows here at once.
+    np.testing.assert_allclose(metrics8[key][0], metrics1[key][0], rtol=2e-4, atol=2e-5,
+                               err_msg=key)
+    # Later steps inherit Adam's amplified rounding differences (see below): they stay close,
+    # within 1%, but not to rounding precision (CI once saw 0.2% on loss_gen at step 3).
+    np.testing.assert_allclose(metrics8[key], metrics1[key], rtol=1e-2, atol=1e-4, err_msg=key)
   # Parameters: float reduction order differs across devices, and Adam's first steps are close to
   # lr * sign(g), so near-zero gradient entries may move by ~lr either way. Require the mismatch to
   # be tiny compared with how far the parameters moved.
