@@ -6,7 +6,8 @@ output, K+1 loss, squared-error feature matching on D's last 250-unit layer, Ada
 0.5, eps inside the sqrt), batch 100, 600 iterations per epoch, 300 epochs, zero-initialised EMA
 test parameters (rate 1e-4).
 
-Run (paper protocol, 100 labels, about 75-90 min on 2 CPU cores):
+Run (paper protocol, 100 labels; 300 epochs take about 1 h on 2 AVX-512 CPU cores, 12.5 s/epoch,
+and about 2.5 h on 2 older cores, 29-31 s/epoch; RESULTS.md speed section):
   python -m itgan_jax.main --config=configs/mnist_ssl.py --workdir=runs/mnist_ssl_100
 Other label counts (20/50/100/200): --config=configs/mnist_ssl.py:labels=50
 Short demo (`make demo`): --config=configs/mnist_ssl.py:demo
