@@ -6,8 +6,8 @@ output, K+1 loss, squared-error feature matching on D's last 250-unit layer, Ada
 0.5, eps inside the sqrt), batch 100, 600 iterations per epoch, 300 epochs, zero-initialised EMA
 test parameters (rate 1e-4).
 
-Run (paper protocol, 100 labels; 300 epochs take about 1 h on 2 AVX-512 CPU cores, 12.5 s/epoch,
-and about 2.5 h on 2 older cores, 29-31 s/epoch; RESULTS.md speed section):
+Run (paper protocol, 100 labels; 300 epochs take 1.2-1.5 h on 2 AVX-512 CPU cores and about
+2.5 h on 2 older cores, RESULTS.md):
   python -m itgan_jax.main --config=configs/mnist_ssl.py --workdir=runs/mnist_ssl_100
 Other label counts (20/50/100/200): --config=configs/mnist_ssl.py:labels=50
 Short demo (`make demo`): --config=configs/mnist_ssl.py:demo
@@ -16,8 +16,7 @@ averaging everywhere", 0fa06b5 of 2016-06-14): --config=configs/mnist_ssl.py:pre
 lr 0.001 * min(3 - epoch/100, 1) (flat to epoch 200, zero at 300) and the test error of the raw
 parameters (that script had no EMA; our logs report both, `test_errors_raw` is its number).
 Paper: 93 +/- 6.5 test errors with 100 labels (20: 1677 +/- 452, 200: 90 +/- 4.2).
-Ours, 100 labels, seed 1 (RESULTS.md): 200 raw / 202 EMA errors with the default (released)
-protocol, 113 raw / 106 EMA with :prerelease, which comes much closer to the paper.
+RESULTS.md has our runs of both protocols; :prerelease comes much closer to the paper.
 
 Deliberate differences from the official script (docs/deviations.md):
   * The epoch's data order comes from a generator seeded by (seed, epoch) instead of one
