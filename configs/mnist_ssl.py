@@ -88,6 +88,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.train.steps_per_epoch = config_dict.placeholder(int)  # None: 60000 // 100 = 600
   c.train.steps_per_call = 100    # iterations per jitted lax.scan call (checkpoint granularity)
   c.train.g_steps_per_d_step = 1
+  c.train.xla_cpu_region_copy_analysis = True  # CPU only: fewer carry copies (train/loop.py)
 
   c.eval = ml_collections.ConfigDict()
   c.eval.every_epochs = 1

@@ -79,6 +79,20 @@ def test_resume_from_epoch_boundary_is_bit_exact(uninterrupted, shared_data_dir,
       assert ra[key] == rb[key], key
 
 
+def test_cpu_copy_region_analysis_changes_no_bit_on_one_device(shared_data_dir, tmp_path):
+  """The chunk's XLA option only changes buffer copies: on one device the run with it off is
+  bit-identical. (On several devices it may reorder cross-device sums: rounding-level changes.)"""
+  on = _tiny(shared_data_dir, num_devices=1)
+  off = _tiny(shared_data_dir, num_devices=1, **{"train.xla_cpu_region_copy_analysis": False})
+  assert loop.chunk_compiler_options(on.train) == {
+      "xla_cpu_copy_insertion_use_region_analysis": True}
+  assert loop.chunk_compiler_options(off.train) == {}
+  loop.train_and_evaluate(on, str(tmp_path / "on"))
+  loop.train_and_evaluate(off, str(tmp_path / "off"))
+  _assert_states_equal(_restore_state(tmp_path / "on", on)[0],
+                       _restore_state(tmp_path / "off", off)[0])
+
+
 def test_sigterm_mid_epoch_checkpoints_and_resume_is_bit_exact(uninterrupted, shared_data_dir,
                                                                tmp_path):
   full_dir, config, _ = uninterrupted
