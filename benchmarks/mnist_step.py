@@ -12,6 +12,9 @@ jitted lax.scan per chunk, exactly what `itgan_jax.main` runs) and prints:
     transposes: M = 100 or 300 rows, at most 1000 wide) timed alone in one jitted call, their
     GFLOP/s as a share of the square matmul's, and the iteration's share of that bound (the rest
     is non-dot work: noise RNG, weight norm, Adam/EMA, batch norm, loop copies),
+  * the ceiling of any faithful step on this machine: its dots, its Adam/EMA parameter updates
+    and its Gaussian-noise normals, each timed alone; their sum bounds the iteration from below,
+    so FLOPs / that sum bounds the achievable share of the matmul throughput from above,
   * optionally the same step with the noise drawn by jax.random.normal (identical numbers) and
     without D's noise layers, for the RNG's share.
 The variants, the dots and the matmul are timed in turns (best of `--repeats` each), so a load change hits
@@ -146,6 +149,71 @@ class time_dots:  # pylint: disable=invalid-name
     return 1e3 * best
 
 
+class time_updates:  # pylint: disable=invalid-name
+  """The iteration's parameter updates alone: D's and G's optimizer (official Adam) and D's EMA
+  over all their parameters, `steps` updates in one jitted lax.scan. This memory-bound work is
+  done once per iteration by any faithful step (2.2M parameters, each with Adam's two moments and,
+  for D, the EMA), whatever the fusion around it; the gradient is a cheap function of the
+  parameters (one read) so nothing is constant-folded."""
+
+  def __init__(self, variant, state, steps: int):
+    def one(player, tx, use_ema):
+      grads = jax.tree.map(lambda p: 1e-3 * p, player.params)
+      updates, opt_state = tx.update(grads, player.opt_state, player.params)
+      params = jax.tree.map(lambda p, u: p - 1e-4 * u, player.params, updates)
+      ema = (jax.tree.map(lambda a, p: a + 1e-4 * (p - a), player.ema, player.params)
+             if use_ema else player.ema)
+      return player.replace(params=params, opt_state=opt_state, ema=ema)
+
+    def body(carry, _):
+      d, g = carry
+      return (one(d, variant.d_tx, d.ema is not None), one(g, variant.g_tx, False)), None
+
+    self.steps = steps
+    self.size = sum(x.size for x in jax.tree.leaves((state.d.params, state.g.params)))
+    self.carry = jax.tree.map(jnp.array, (state.d, state.g))
+    self.f = jax.jit(lambda c: jax.lax.scan(body, c, None, length=steps)[0], donate_argnums=0)
+    self.carry = jax.block_until_ready(self.f(self.carry))
+
+  def __call__(self) -> float:
+    """ms per iteration's updates."""
+    t = time.perf_counter()
+    self.carry = jax.block_until_ready(self.f(self.carry))
+    return 1e3 * (time.perf_counter() - t) / self.steps
+
+
+class time_noise:  # pylint: disable=invalid-name
+  """D's Gaussian noise of one iteration alone: every normal the step draws (D step: input and
+  hidden noise on the 300 stacked rows; G step: input and hidden noise up to the feature-matching
+  layer on the real and the generated 100 rows), drawn with `fast_random.normal` and added to an
+  activation-sized array, `steps` iterations in one jitted lax.scan."""
+
+  def __init__(self, discriminator, batch: int, steps: int):
+    widths = (784,) + tuple(discriminator.hidden)
+    sigmas = (discriminator.input_noise,) + (discriminator.hidden_noise,) * len(discriminator.hidden)
+    fm_widths = len(widths) - 1  # the noise after the FM layer feeds only the unused logits
+    self.shapes = ([(3 * batch, w, s) for w, s in zip(widths, sigmas)]
+                   + [(batch, w, s) for w, s in zip(widths[:fm_widths], sigmas[:fm_widths])] * 2)
+    self.count = sum(r * w for r, w, _ in self.shapes)
+
+    def body(carry, key):
+      keys = jax.random.split(key, len(self.shapes))
+      return [x + s * fast_random.normal(k, x.shape) for x, k, (_, _, s)
+              in zip(carry, keys, self.shapes)], None
+
+    self.steps = steps
+    self.keys = jax.random.split(jax.random.PRNGKey(0), steps)
+    self.carry = [jnp.zeros((r, w), jnp.float32) for r, w, _ in self.shapes]
+    self.f = jax.jit(lambda c, k: jax.lax.scan(body, c, k)[0], donate_argnums=0)
+    self.carry = jax.block_until_ready(self.f(self.carry, self.keys))
+
+  def __call__(self) -> float:
+    """ms per iteration's noise."""
+    t = time.perf_counter()
+    self.carry = jax.block_until_ready(self.f(self.carry, self.keys))
+    return 1e3 * (time.perf_counter() - t) / self.steps
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--steps", type=int, default=600, help="iterations per timed chunk")
@@ -173,18 +241,22 @@ def main():
     variants["no noise"] = prepare(args, {"model.d_input_noise": 0.0,
                                           "model.d_hidden_noise": 0.0})
   dots = time_dots(dots_in_hlo(variants["step"].compiled.as_text()))
+  main_variant = variants["step"]
+  updates = time_updates(main_variant.exp.variant, main_variant.state, args.steps)
+  noise = time_noise(main_variant.exp.variant.discriminator, 100, args.steps)
   best = {name: float("inf") for name in variants}
-  peak, dots_ms = 0.0, float("inf")
+  peak, dots_ms, updates_ms, noise_ms = 0.0, float("inf"), float("inf"), float("inf")
   for r in range(args.repeats):
     peak = max(peak, matmul_gflops(repeats=args.matmul_repeats))
     dots_ms = min(dots_ms, dots(max(1, args.steps // 20)))
+    updates_ms = min(updates_ms, updates())
+    noise_ms = min(noise_ms, noise())
     for name, variant in variants.items():
       best[name] = min(best[name], variant.time_chunk(r + 1))
   peak = max(peak, matmul_gflops(repeats=args.matmul_repeats))
   print(f"float32 matmul throughput (2048^3, best of {args.matmul_repeats * (args.repeats + 1)} "
         f"interleaved with the chunks): {peak:.1f} GFLOP/s")
   ms = best["step"]
-  main_variant = variants["step"]
   ana_flops = analytic_flops_per_iteration(100)
   print(f"iteration (D step + G step, batch 100, input pipeline included): {ms:.2f} ms = "
         f"{ms * 600 / 1e3:.1f} s per 600-iteration epoch")
@@ -202,6 +274,13 @@ def main():
         f"{dots_gflops:.1f} GFLOP/s = {100 * dots_gflops / peak:.0f}% of the 2048^3 matmul "
         f"(the bound these shapes set); the iteration reaches {100 * dots_ms / ms:.0f}% of that "
         f"bound, {ms - dots_ms:.2f} ms/iteration go to non-dot work")
+  floor_ms = dots_ms + updates_ms + noise_ms
+  floor_gflops = ana_flops / (floor_ms / 1e3) / 1e9
+  print(f"work every faithful iteration does, each part timed alone: dots {dots_ms:.2f} ms + "
+        f"Adam/EMA updates of the {updates.size / 1e6:.2f}M parameters {updates_ms:.2f} ms + "
+        f"{noise.count / 1e6:.2f}M noise normals {noise_ms:.2f} ms = {floor_ms:.2f} ms -> at best "
+        f"{floor_gflops:.1f} GFLOP/s = {100 * floor_gflops / peak:.0f}% of the matmul throughput "
+        f"(the ceiling on this machine; the iteration reaches {100 * floor_ms / ms:.0f}% of it)")
   if "jax.random.normal noise" in best:
     ms_jax = best["jax.random.normal noise"]
     print(f"same iteration with the noise from jax.random.normal (identical numbers): "
@@ -229,7 +308,8 @@ class prepare:  # pylint: disable=invalid-name
     self.state = jax.jit(self.exp.variant.init, out_shardings=repl)(
         jax.random.PRNGKey(0), preprocess.to_float(self.exp.x_init, self.exp.scale))
     self.arrays = self.exp.feeder.put(repl)
-    run = loop._make_run_chunk(self.exp.variant, self.exp.feeder, mesh, self.steps)  # pylint: disable=protected-access
+    run = loop._make_run_chunk(self.exp.variant, self.exp.feeder, mesh, self.steps,  # pylint: disable=protected-access
+                               loop.chunk_compiler_options(config.train))
     plan = self._plan(0)
     self.compiled = run.lower(self.state, self.arrays, plan).compile()
     cost = self.compiled.cost_analysis()
