@@ -22,6 +22,7 @@ them alike; still, run on a quiet machine: another process on the 2 cores slows 
 makes the ratios noisy.
 
   python benchmarks/mnist_step.py [--steps 600] [--repeats 3] [--compare_jax_random_noise 1]
+                                  [--compare_copy_analysis 1]
 """
 
 from __future__ import annotations
@@ -224,6 +225,9 @@ def main():
   parser.add_argument("--data_dir", default=str(REPO.parent / "shared" / "data"))
   parser.add_argument("--compare_no_noise", type=int, default=1,
                       help="also time the iteration without D's noise layers (RNG share)")
+  parser.add_argument("--compare_copy_analysis", type=int, default=0,
+                      help="also time the iteration compiled without copy insertion's region "
+                           "analysis (train.xla_cpu_region_copy_analysis=False)")
   parser.add_argument("--compare_jax_random_noise", type=int, default=0,
                       help="also time the iteration with the noise drawn by jax.random.normal "
                            "(the same numbers, JAX's rolled CPU threefry loop)")
@@ -237,6 +241,8 @@ def main():
   if args.compare_jax_random_noise:
     with mock.patch.object(fast_random, "normal", _jax_random_normal):
       variants["jax.random.normal noise"] = prepare(args, {})
+  if args.compare_copy_analysis:
+    variants["no copy analysis"] = prepare(args, {"train.xla_cpu_region_copy_analysis": False})
   if args.compare_no_noise:
     variants["no noise"] = prepare(args, {"model.d_input_noise": 0.0,
                                           "model.d_hidden_noise": 0.0})
@@ -285,6 +291,10 @@ def main():
     ms_jax = best["jax.random.normal noise"]
     print(f"same iteration with the noise from jax.random.normal (identical numbers): "
           f"{ms_jax:.2f} ms -> this step takes {ms / ms_jax:.2f}x that")
+  if "no copy analysis" in best:
+    print(f"same iteration compiled without copy insertion's region analysis: "
+          f"{best['no copy analysis']:.2f} ms -> the analysis saves "
+          f"{100 * (1 - ms / best['no copy analysis']):.0f}%")
   if "no noise" in best:
     ms_quiet = best["no noise"]
     print(f"same iteration without D's Gaussian noise layers (~1.5M normals per iteration): "
