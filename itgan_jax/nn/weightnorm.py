@@ -67,8 +67,8 @@ class _WNBase(nn.Module):
     v_norm = jnp.sqrt(self.eps + jnp.sum(jnp.square(v), axis=norm_axes))  # (features,)
     # Pre-activation with g = 1, b = 0: (x V) / ||V|| equals x (V / ||V||) (the norm is per output
     # unit, the last axis of the output), but scales activations instead of the kernel, so the
-    # forward and backward passes never write a normalised copy of the kernel (about 6% of the
-    # MNIST iteration on XLA:CPU, benchmarks/mnist_step.py).
+    # forward and backward passes never write a normalised copy of the kernel (a few percent of the
+    # MNIST iteration on XLA:CPU, RESULTS.md speed section).
     t = linear_map(v) / v_norm
     init_g = init_b = None
     if self.data_init and self.is_initializing():
