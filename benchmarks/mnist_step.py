@@ -44,6 +44,7 @@ sys.path.insert(0, str(REPO))
 from itgan_jax import experiment  # noqa: E402
 from itgan_jax.data import preprocess  # noqa: E402
 from itgan_jax.nn import fast_random  # noqa: E402
+from itgan_jax.optim import ema as ema_lib  # noqa: E402
 from itgan_jax.train import loop, sharding  # noqa: E402
 from tests.helpers import load_config  # noqa: E402
 
@@ -158,17 +159,16 @@ class time_updates:  # pylint: disable=invalid-name
   parameters (one read) so nothing is constant-folded."""
 
   def __init__(self, variant, state, steps: int):
-    def one(player, tx, use_ema):
+    def one(player, tx):
       grads = jax.tree.map(lambda p: 1e-3 * p, player.params)
-      updates, opt_state = tx.update(grads, player.opt_state, player.params)
-      params = jax.tree.map(lambda p, u: p - 1e-4 * u, player.params, updates)
-      ema = (jax.tree.map(lambda a, p: a + 1e-4 * (p - a), player.ema, player.params)
-             if use_ema else player.ema)
-      return player.replace(params=params, opt_state=opt_state, ema=ema)
+      new = variant._apply(player, tx, grads, 1e-4)  # pylint: disable=protected-access
+      if player.ema is not None:  # as the step: the EMA of the pre-update parameters
+        new = new.replace(ema=ema_lib.ema_update(player.ema, player.params, variant.ema_rate))
+      return new
 
     def body(carry, _):
       d, g = carry
-      return (one(d, variant.d_tx, d.ema is not None), one(g, variant.g_tx, False)), None
+      return (one(d, variant.d_tx), one(g, variant.g_tx)), None
 
     self.steps = steps
     self.size = sum(x.size for x in jax.tree.leaves((state.d.params, state.g.params)))
@@ -189,8 +189,8 @@ class time_noise:  # pylint: disable=invalid-name
   layer on the real and the generated 100 rows), drawn with `fast_random.normal` and added to an
   activation-sized array, `steps` iterations in one jitted lax.scan."""
 
-  def __init__(self, discriminator, batch: int, steps: int):
-    widths = (784,) + tuple(discriminator.hidden)
+  def __init__(self, discriminator, input_width: int, batch: int, steps: int):
+    widths = (input_width,) + tuple(discriminator.hidden)
     sigmas = (discriminator.input_noise,) + (discriminator.hidden_noise,) * len(discriminator.hidden)
     fm_widths = len(widths) - 1  # the noise after the FM layer feeds only the unused logits
     self.shapes = ([(3 * batch, w, s) for w, s in zip(widths, sigmas)]
@@ -249,7 +249,8 @@ def main():
   dots = time_dots(dots_in_hlo(variants["step"].compiled.as_text()))
   main_variant = variants["step"]
   updates = time_updates(main_variant.exp.variant, main_variant.state, args.steps)
-  noise = time_noise(main_variant.exp.variant.discriminator, 100, args.steps)
+  noise = time_noise(main_variant.exp.variant.discriminator,
+                     math.prod(main_variant.exp.x_init.shape[1:]), 100, args.steps)
   best = {name: float("inf") for name in variants}
   peak, dots_ms, updates_ms, noise_ms = 0.0, float("inf"), float("inf"), float("inf")
   for r in range(args.repeats):

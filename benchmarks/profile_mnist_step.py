@@ -26,12 +26,10 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import mnist_step  # noqa: E402  (sets up the repository path too)
 
-D_AND_G_KERNELS = {(784, 1000), (1000, 500), (500, 250), (250, 250), (250, 10), (100, 500),
-                   (500, 500), (500, 784)}
-
-
-def op_kinds(hlo_text: str) -> dict[str, str]:
-  """Op name -> group, from the compiled module's text."""
+def op_kinds(hlo_text: str, kernel_shapes: set[tuple[int, ...]], batch_rows: set[int]
+             ) -> dict[str, str]:
+  """Op name -> group, from the compiled module's text; `kernel_shapes` are the weight matrices'
+  shapes, `batch_rows` the row counts of activations."""
   bodies, current = {}, None
   for line in hlo_text.splitlines():
     m = re.match(r"^(?:ENTRY )?%(\S+) ", line)
@@ -51,9 +49,9 @@ def op_kinds(hlo_text: str) -> dict[str, str]:
       kinds[name] = "dots (incl. fused elementwise)"
     elif " copy(" in line:
       kinds[name] = "copies"
-    elif shape in D_AND_G_KERNELS:
+    elif shape in kernel_shapes:
       kinds[name] = "kernel-shaped elementwise"
-    elif len(shape) >= 2 and shape[0] in (100, 200, 300):
+    elif len(shape) >= 2 and shape[0] in batch_rows:
       kinds[name] = "activation-shaped elementwise"
     else:
       kinds[name] = "other (reductions, loop control)"
@@ -82,7 +80,11 @@ def main():
         continue
       for event in line.events:
         per_op[event.name] += event.duration_ns
-  kinds = op_kinds(variant.compiled.as_text())
+  params = (variant.state.d.params, variant.state.g.params)
+  batch = variant.exp.variant.batch_size
+  kinds = op_kinds(variant.compiled.as_text(),
+                   {x.shape for x in jax.tree.leaves(params) if x.ndim == 2},
+                   {batch, 2 * batch, 3 * batch})
   groups = collections.Counter()
   for name, ns in per_op.items():
     if name in kinds:

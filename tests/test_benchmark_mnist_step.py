@@ -19,9 +19,14 @@ def bench():
   return module
 
 
-def test_analytic_flops_equal_the_compiled_chunks_dots(bench, shared_data_dir):
+@pytest.fixture(scope="module")
+def variant(bench, shared_data_dir):
+  """The benchmark's compiled training chunk (2 iterations), shared by the tests."""
+  return bench.prepare(types.SimpleNamespace(steps=2, data_dir=str(shared_data_dir)), {})
+
+
+def test_analytic_flops_equal_the_compiled_chunks_dots(bench, variant):
   """The headline GFLOP/s uses the analytic count; it must be what the compiled step multiplies."""
-  variant = bench.prepare(types.SimpleNamespace(steps=2, data_dir=str(shared_data_dir)), {})
   # Re-derived by hand from the official shapes (D 784-1000-500-250-250-250-10, G 100-500-500-784):
   d = [784 * 1000, 1000 * 500, 500 * 250, 250 * 250, 250 * 250, 250 * 10]
   g = [100 * 500, 500 * 500, 500 * 784]
@@ -32,10 +37,9 @@ def test_analytic_flops_equal_the_compiled_chunks_dots(bench, shared_data_dir):
   assert len(bench.dots_in_hlo(variant.compiled.as_text())) == 43
 
 
-def test_ceiling_workloads_match_the_step(bench, shared_data_dir):
+def test_ceiling_workloads_match_the_step(bench, variant):
   """The noise and update workloads timed alone are the step's: 1.467M normals, 2.23M params."""
-  variant = bench.prepare(types.SimpleNamespace(steps=1, data_dir=str(shared_data_dir)), {})
-  noise = bench.time_noise(variant.exp.variant.discriminator, 100, steps=2)
+  noise = bench.time_noise(variant.exp.variant.discriminator, 784, 100, steps=2)
   widths = [784, 1000, 500, 250, 250, 250]
   assert noise.count == 300 * sum(widths) + 2 * 100 * sum(widths[:5]) == 1_467_000
   assert noise() > 0

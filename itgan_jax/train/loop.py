@@ -67,9 +67,9 @@ def chunk_compiler_options(train_config) -> dict[str, Any]:
   """XLA options for the training chunk: on CPU, with `train.xla_cpu_region_copy_analysis`
   (default on), copy insertion's region analysis, which proves more in-place updates of the scan
   carry safe and drops parameter-sized copies (1-4% of the MNIST iteration on XLA:CPU,
-  `benchmarks/mnist_step.py --compare_copy_analysis 1`). On one device the results are bit-identical with it off (tested); on
-  several devices XLA may then order cross-device sums differently (rounding-level changes, still
-  deterministic). Other backends get no options."""
+  `benchmarks/mnist_step.py --compare_copy_analysis 1`). On one device the results are
+  bit-identical with it off (tested); on several devices XLA may then order cross-device sums
+  differently (rounding-level changes, still deterministic). Other backends get no options."""
   if jax.default_backend() == "cpu" and train_config.get("xla_cpu_region_copy_analysis", True):
     return {"xla_cpu_copy_insertion_use_region_analysis": True}
   return {}
