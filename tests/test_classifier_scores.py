@@ -13,6 +13,8 @@ from itgan_jax.metrics import classifier
 from itgan_jax.metrics import scores
 
 MNIST_WEIGHTS = classifier.default_weights_path("mnist")
+CIFAR10_WEIGHTS = classifier.default_weights_path("cifar10")
+CIFAR10_PARAMS = 204_970   # GapClassifier(widths=(32, 64, 96))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -75,6 +77,38 @@ def test_checked_in_weights_are_registered_and_small():
   assert meta["dataset"] == "mnist" and meta["test_accuracy"] >= 0.99
   assert jax.tree.structure(params) == jax.tree.structure(
       jax.tree.map(np.asarray, classifier.init_params("mnist")))
+
+
+def test_cifar10_spec_weight_file_is_under_one_megabyte(tmp_path):
+  params = jax.tree.map(np.asarray, classifier.init_params("cifar10", seed=0))
+  assert sum(np.size(v) for v in jax.tree.leaves(params)) == CIFAR10_PARAMS
+  path = tmp_path / "cifar10_classifier.npz"
+  classifier.save_weights(params, {"dataset": "cifar10", "test_accuracy": 0.1}, path)
+  assert path.stat().st_size < 1_000_000
+  loaded, meta = classifier.load_weights("cifar10", path, verify=False)
+  assert meta["dataset"] == "cifar10"
+  out = classifier.SPECS["cifar10"]["module"].apply(
+      {"params": loaded}, np.zeros((2, 32, 32, 3), np.uint8))
+  assert out["logits"].shape == (2, 10) and out["penultimate"].shape == (2, 96)
+
+
+def _require_registered_cifar10_weights():
+  """Skips only while the table has no cifar10 line; once registered, a missing file fails."""
+  if CIFAR10_WEIGHTS.name not in classifier.read_sha256_table():
+    pytest.skip("cifar10 classifier weights not registered yet")
+
+
+def test_checked_in_cifar10_weights_are_registered_and_small():
+  _require_registered_cifar10_weights()
+  table = classifier.read_sha256_table()
+  assert classifier.sha256_file(CIFAR10_WEIGHTS) == table[CIFAR10_WEIGHTS.name]
+  assert CIFAR10_WEIGHTS.stat().st_size < 1_000_000
+  params, meta = classifier.load_weights("cifar10")   # sha256-checked against the table
+  assert meta["dataset"] == "cifar10" and meta["num_params"] == CIFAR10_PARAMS
+  assert 0.5 < meta["test_accuracy"] <= 1.0
+  assert meta["max_steps"] is None   # a full training run, not a smoke test
+  assert jax.tree.structure(params) == jax.tree.structure(
+      jax.tree.map(np.asarray, classifier.init_params("cifar10")))
 
 
 def test_loader_rejects_missing_unknown_and_modified_files(tmp_path):
@@ -172,3 +206,28 @@ def test_train_classifier_evaluate_only_prints_the_checked_in_accuracy(shared_da
       capture_output=True, text=True, timeout=600, check=True,
       env={**__import__("os").environ, "JAX_PLATFORMS": "cpu"})
   assert "test accuracy 0.9901 (99 errors of 10000); recorded at training: 0.9901" in out.stdout
+
+
+@pytest.fixture(scope="module")
+def cifar10(shared_data_dir):
+  if not (shared_data_dir / "cifar10" / "cifar-10-python.tar.gz").exists():
+    pytest.skip("shared CIFAR-10 copy not found")
+  from itgan_jax.data import datasets
+  return datasets.load_dataset("cifar10", source="files", data_dir=shared_data_dir)
+
+
+def test_checked_in_cifar10_classifier_on_real_images(cifar10):
+  """1000 real test images: the accuracy agrees with the recorded one; FD real-real << real-noise."""
+  _require_registered_cifar10_weights()
+  ext = classifier.ClassifierFeatureExtractor("cifar10")
+  test = ext(cifar10.test_x[:1000])
+  train = ext(cifar10.train_x[:2000], outputs=("penultimate",))
+  noise = ext(np.random.default_rng(0).integers(0, 256, (1000, 32, 32, 3), np.uint8),
+              outputs=("penultimate",))
+  acc = np.mean(np.argmax(test["logits"], -1) == cifar10.test_y[:1000])
+  assert abs(acc - ext.metadata["test_accuracy"]) < 0.05, (acc, ext.metadata["test_accuracy"])
+  mean, _ = classifier.classifier_score(test["logits"])
+  assert 3.0 < mean <= 10.0
+  fd_real = classifier.classifier_fd(test["penultimate"], train["penultimate"])
+  fd_noise = classifier.classifier_fd(noise["penultimate"], train["penultimate"])
+  assert 0 <= fd_real and fd_noise > 10 * fd_real, (fd_real, fd_noise)
