@@ -42,11 +42,9 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from itgan_jax import experiment  # noqa: E402
-from itgan_jax.data import preprocess  # noqa: E402
+from itgan_jax.config_args import load_config_file  # noqa: E402
 from itgan_jax.nn import fast_random  # noqa: E402
-from itgan_jax.optim import ema as ema_lib  # noqa: E402
-from itgan_jax.train import loop, sharding  # noqa: E402
-from tests.helpers import load_config  # noqa: E402
+from itgan_jax.train import chunk, players, sharding  # noqa: E402
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
@@ -161,10 +159,8 @@ class time_updates:  # pylint: disable=invalid-name
   def __init__(self, variant, state, steps: int):
     def one(player, tx):
       grads = jax.tree.map(lambda p: 1e-3 * p, player.params)
-      new = variant._apply(player, tx, grads, 1e-4)  # pylint: disable=protected-access
-      if player.ema is not None:  # as the step: the EMA of the pre-update parameters
-        new = new.replace(ema=ema_lib.ema_update(player.ema, player.params, variant.ema_rate))
-      return new
+      # as the step: Adam, then the EMA of the pre-update parameters (if the player has one)
+      return players.step(player, tx, grads, 1e-4, variant.ema_rate)
 
     def body(carry, _):
       d, g = carry
@@ -250,7 +246,7 @@ def main():
   main_variant = variants["step"]
   updates = time_updates(main_variant.exp.variant, main_variant.state, args.steps)
   noise = time_noise(main_variant.exp.variant.discriminator,
-                     math.prod(main_variant.exp.x_init.shape[1:]), 100, args.steps)
+                     math.prod(main_variant.exp.init_batch.shape[1:]), 100, args.steps)
   best = {name: float("inf") for name in variants}
   peak, dots_ms, updates_ms, noise_ms = 0.0, float("inf"), float("inf"), float("inf")
   for r in range(args.repeats):
@@ -311,33 +307,26 @@ class prepare:  # pylint: disable=invalid-name
   """Compiles the real training chunk of `args.steps` iterations for a config with `overrides`."""
 
   def __init__(self, args, overrides):
-    config = load_config("mnist_ssl", None, **{"data.dir": args.data_dir, **overrides})
+    config = load_config_file(str(REPO / "configs" / "mnist_ssl.py"),
+                              **{"data.dir": args.data_dir, **overrides})
     self.exp = experiment.build(config)
     self.steps = args.steps
     mesh = sharding.make_mesh(1)
-    repl = sharding.replicated(mesh)
-    self.state = jax.jit(self.exp.variant.init, out_shardings=repl)(
-        jax.random.PRNGKey(0), preprocess.to_float(self.exp.x_init, self.exp.scale))
-    self.arrays = self.exp.feeder.put(repl)
-    run = loop._make_run_chunk(self.exp.variant, self.exp.feeder, mesh, self.steps,  # pylint: disable=protected-access
-                               loop.chunk_compiler_options(config.train))
-    plan = self._plan(0)
-    self.compiled = run.lower(self.state, self.arrays, plan).compile()
+    self.state = chunk.init_state(self.exp, mesh, seed=0)
+    self.chunk = chunk.compile_chunk(self.exp, mesh, self.state, self.steps,
+                                     compiler_options=chunk.chunk_compiler_options(config.train))
+    self.compiled = self.chunk.compiled
     cost = self.compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     self.xla_flops = float(cost.get("flops", float("nan")))  # the scan body counted once
     self.hlo_dot_flops = dot_flops_in_hlo(self.compiled.as_text())
-    self.state, metrics = self.compiled(self.state, self.arrays, plan)  # warm-up
+    self.state, metrics = self.chunk(self.state, epoch=0)  # warm-up
     jax.block_until_ready(metrics)
-
-  def _plan(self, epoch):
-    return {k: v[:self.steps] for k, v in self.exp.epoch_plan(epoch).items()}
 
   def time_chunk(self, epoch: int) -> float:
     """ms per iteration of one chunk (the host's plan transfer included)."""
-    plan = self._plan(epoch)
     t = time.perf_counter()
-    self.state, metrics = self.compiled(self.state, self.arrays, plan)
+    self.state, metrics = self.chunk(self.state, epoch=epoch)
     jax.block_until_ready(metrics)
     return 1e3 * (time.perf_counter() - t) / self.steps
 

@@ -17,7 +17,7 @@ No final official script exists (papers.md A.0): the work-in-progress `train_mni
 Deliberate choices (the WIP file is not recoverable beyond the points above):
   * G widths 256/128 from a 7x7 start (28 = 7 * 2 * 2); the CIFAR G's 4x4x512 start cannot reach 28.
   * Images scaled to [-1, 1] (x / 127.5 - 1, matching the tanh output; CIFAR used (x - 127.5) / 128).
-  * Test error is computed in batches of 100 (eval.batch_size) as the official `test_batch`: the
+  * Test error is computed in batches of 100 (evals.test_error.batch_size) as the official `test_batch`: the
     minibatch features of a test image depend on the other 99 images of its batch.
   * Data-dependent init on 500 training images of the seed_data permutation (the CIFAR MD script
     used the first 500 of its tiled labeled set).
@@ -64,8 +64,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.train.g_steps_per_d_step = 3
   c.train.num_epochs = 2 if args.tiny else 500
   c.train.steps_per_call = 2 if args.tiny else 50
-  c.eval.batch_size = 100            # official test batches of 100 (minibatch features)
+  c.evals.test_error.batch_size = 100  # official test batches of 100 (minibatch features)
   if args.tiny:
-    c.eval.max_examples = 200        # the conv D costs ~0.5 GFLOP per image: keep smoke runs short
-    c.log.num_samples = 16
+    c.evals.test_error.max_examples = 200  # the conv D costs ~0.5 GFLOP per image: keep smoke runs short
+    c.evals.samples.num_samples = 16
   return c

@@ -47,6 +47,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data.seed_data = 1            # official --seed_data: labeled-subset permutation
   c.data.init_size = 500          # data-dependent init batch (official trainx[:500])
   c.data.scale = "unit"           # x / 255 (G output is a sigmoid)
+  c.data.feeder = "auto"          # 'device' (data on the devices), 'host' (each process gathers
+                                  # its rows), 'auto': device on one process, host on several
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "mnist_mlp"
@@ -90,23 +92,26 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.train.g_steps_per_d_step = 1
   c.train.xla_cpu_region_copy_analysis = True  # CPU only: fewer carry copies (train/loop.py)
 
-  c.eval = ml_collections.ConfigDict()
-  c.eval.every_epochs = 1
-  c.eval.batch_size = 1000
-  c.eval.max_examples = config_dict.placeholder(int)  # None: the whole test set (official)
-  # Image metrics of the generator, computed by itgan_jax/metrics/schedule.py (docs/metrics.md):
-  # e.g. --config.eval.metrics="('mnist_score','classifier_fd','swd')"; () = none.
-  c.eval.metrics = ()
-  c.eval.metrics_every_epochs = 10  # and at the last epoch
-  c.eval.metrics_num_samples = 10000
-  c.eval.metrics_reference = "train"  # real images for FD/SWD/KID: the training set (or "test")
+  # Evaluators (itgan_jax/evaluators), run in this order after every `every_epochs` epochs and
+  # after the last one.
+  c.evals = ml_collections.ConfigDict()
+  c.evals.test_error = ml_collections.ConfigDict(dict(
+      kind="classifier_error", every_epochs=1,
+      batch_size=1000,            # test batches (D is batch-independent here)
+      max_examples=config_dict.placeholder(int)))  # None: the whole test set (official)
+  c.evals.samples = ml_collections.ConfigDict(dict(
+      kind="sample_grid", every_epochs=1, num_samples=100))  # <workdir>/samples/epoch_NNNN.png
+  # Image metrics of the generator (docs/metrics.md), e.g.
+  # --config.evals.metrics.metrics="('mnist_score','classifier_fd','swd')"; () = none.
+  c.evals.metrics = ml_collections.ConfigDict(dict(
+      kind="image_metrics", every_epochs=10, metrics=(), num_samples=10000,
+      reference="train",          # real images for FD / SWD / KID: the training set (or "test")
+      num_reference=config_dict.placeholder(int)))  # None: as many as samples
 
   c.log = ml_collections.ConfigDict()
   c.log.progress = True           # progress bar with ETA and running losses
   c.log.print_epochs = True       # one line per epoch on stdout when the bar is off
   c.log.tensorboard = True
-  c.log.samples_every_epochs = 1
-  c.log.num_samples = 100
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every_epochs = 1
@@ -122,5 +127,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.num_epochs = 2
     c.train.steps_per_epoch = 4
     c.train.steps_per_call = 2
-    c.eval.batch_size = 2000
+    c.evals.test_error.batch_size = 2000
   return c

@@ -31,6 +31,7 @@ def main(argv):
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # library chatter (orbax) off; --verbosity=0 for all
 
+  from itgan_jax import experiment
   from itgan_jax.train import loop
   overrides = config_flags.get_override_values(flags.FLAGS["config"])
   logging.info("JAX %s, %d %s device(s), process %d/%d", jax.__version__, jax.device_count(),
@@ -38,14 +39,21 @@ def main(argv):
   if overrides:
     logging.info("config overrides: %s", overrides)
   try:
-    record = loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    config = _CONFIG.value
+    exp = experiment.build(config)
+    record = loop.train_and_evaluate(exp, config, _WORKDIR.value)
   except KeyboardInterrupt as e:
     print(str(e) or "interrupted; rerun the same command to resume", file=sys.stderr)
     sys.exit(130)
   except (loop.NonFiniteLossError, ValueError, RuntimeError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
-  if "test_errors_ema" in record:
+  if "test_errors_ema" not in record:
+    scalars = {k: v for k, v in record.items() if isinstance(v, (int, float))
+               and k not in ("epoch", "step", "epoch_time_s", "steps_per_s")}
+    print(f"final (epoch {record.get('epoch')}, workdir {os.path.abspath(_WORKDIR.value)}): "
+          + " ".join(f"{k}={v:.4g}" for k, v in scalars.items()))
+  else:
     n = record["test_errors_ema"]
     print(f"final test error (EMA parameters): {n} errors = {100 * record['test_err_ema']:.2f}% | "
           f"raw parameters: {record['test_errors_raw']} errors = "

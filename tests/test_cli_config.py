@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from itgan_jax import experiment
+from itgan_jax.optim import factory
 from itgan_jax.config_args import parse_arg
 from tests.helpers import REPO, load_config
 
@@ -28,9 +29,9 @@ def test_label_counts_select_class_balanced_subsets(labels):
 def test_prerelease_schedule_is_the_official_pre_0fa06b5_rate():
   """lr = 0.001 * min(3 - epoch/100, 1) of the script before 'param averaging everywhere'."""
   import numpy as np  # pylint: disable=import-outside-toplevel
-  default = experiment.build_lr_schedule(load_config("mnist_ssl").optim)
+  default = factory.build_lr_schedule(load_config("mnist_ssl").optim)
   config = load_config("mnist_ssl", "prerelease")
-  schedule = experiment.build_lr_schedule(config.optim)
+  schedule = factory.build_lr_schedule(config.optim)
   for epoch in (0, 150, 199, 200, 250, 299, 300):
     want = np.float32(0.001 * min(3.0 - epoch / 100.0, 1.0))
     np.testing.assert_allclose(float(schedule(epoch)), want, rtol=1e-6, atol=1e-12)
@@ -85,7 +86,7 @@ def test_invalid_values_fail_with_clear_messages(shared_data_dir, key, value, me
     # Some values are only used when the step is traced: trace one init + step.
     import jax
     from itgan_jax.data import preprocess
-    state = exp.variant.init(jax.random.PRNGKey(0), preprocess.to_float(exp.x_init, exp.scale))
+    state = exp.variant.init(jax.random.PRNGKey(0), exp.init_batch)
     batch = exp.feeder.gather(exp.feeder.put(None), {k: v[0] for k, v in exp.epoch_plan(0).items()})
     jax.eval_shape(exp.variant.train_step, state, batch, jax.random.PRNGKey(1))
   if message:

@@ -7,20 +7,16 @@ import jax
 import numpy as np
 
 from itgan_jax import experiment
-from itgan_jax.data import preprocess
-from itgan_jax.train import loop
+from itgan_jax.train import chunk
 from itgan_jax.train import sharding
 from tests.helpers import load_config
 
 
 def _run(exp, num_devices, num_steps=3):
   mesh = sharding.make_mesh(num_devices)
-  repl = sharding.replicated(mesh)
-  x_init = preprocess.to_float(exp.x_init, exp.scale)
-  state = jax.jit(exp.variant.init, out_shardings=repl)(jax.random.PRNGKey(0), x_init)
-  plan = {k: v[:num_steps] for k, v in exp.epoch_plan(0).items()}
-  run = loop._make_run_chunk(exp.variant, exp.feeder, mesh, num_steps)  # pylint: disable=protected-access
-  state, metrics = run(state, exp.feeder.put(repl), plan)
+  state = chunk.init_state(exp, mesh, seed=0)
+  run = chunk.compile_chunk(exp, mesh, state, num_steps)
+  state, metrics = run(state, epoch=0)
   return jax.device_get(state), jax.device_get(metrics), state
 
 
@@ -46,8 +42,7 @@ def test_eight_devices_match_one_device(shared_data_dir):
   # Parameters: float reduction order differs across devices, and Adam's first steps are close to
   # lr * sign(g), so near-zero gradient entries may move by ~lr either way. Require the mismatch to
   # be tiny compared with how far the parameters moved.
-  initial = jax.device_get(exp.variant.init(jax.random.PRNGKey(0),
-                                            preprocess.to_float(exp.x_init, exp.scale)))
+  initial = jax.device_get(chunk.init_state(exp, sharding.make_mesh(1), seed=0))
   for player in ("d", "g"):
     p1, p8, p0 = (jax.tree.leaves(getattr(s, player).params) for s in (state1, state8, initial))
     for a, b, c in zip(p1, p8, p0):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from itgan_jax import evaluate
-from itgan_jax.metrics import classifier, schedule
+from itgan_jax.metrics import classifier
 from tests.helpers import load_config
 
 
@@ -62,13 +62,11 @@ def test_named_real_images(mnist, shared_data_dir):
 def tiny_run(shared_data_dir, tmp_path_factory):
   """A run directory with config.json and a checkpoint of the freshly initialised state."""
   from itgan_jax import experiment
-  from itgan_jax.data import preprocess
   from itgan_jax.train.checkpoint import Checkpointer
   workdir = tmp_path_factory.mktemp("run")
   config = load_config("mnist_ssl", "tiny", **{"data.dir": str(shared_data_dir)})
   exp = experiment.build(config)
-  state = jax.jit(exp.variant.init)(jax.random.PRNGKey(3),
-                                    preprocess.to_float(exp.x_init, exp.scale))
+  state = jax.jit(exp.variant.init)(jax.random.PRNGKey(3), exp.init_batch)
   state = state.replace(step=state.step + 8)   # as after 2 tiny epochs of 4 steps
   (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
   ckpt = Checkpointer(workdir)
@@ -91,31 +89,38 @@ def test_cli_scores_a_run_checkpoint(tiny_run):
   assert list((workdir / "tensorboard").glob("*.eval"))
   assert not (workdir / "metrics.jsonl").exists()   # the loop's log is left alone
   # The samples are the restored generator's: same numbers from the in-memory state.
-  samples = schedule.generate_uint8(exp, state, jax.random.PRNGKey(0), 300, 100)
+  samples = evaluate.generate_samples(exp, state, 300, 100, seed=0)
   ext = classifier.ClassifierFeatureExtractor("mnist")
   want = classifier.classifier_score(ext(samples)["logits"])[0]
   assert record["metrics"]["mnist_score"] == pytest.approx(want, rel=1e-6)
 
 
-def test_scheduled_metrics(tiny_run):
-  _, config, exp, state = tiny_run
-  config = ml_collections.ConfigDict(config.to_dict())
-  assert schedule.compute_scheduled_metrics(config, exp, state, jax.random.PRNGKey(0)) == {}
-  config.eval.metrics = ("mnist_score", "classifier_fd")
-  config.eval.metrics_every_epochs = 5
-  config.eval.metrics_num_samples = 200
-  assert not schedule.is_scheduled(config, 1)
-  assert schedule.is_scheduled(config, 5) and schedule.is_scheduled(config, 10)
-  assert schedule.is_scheduled(config, config.train.num_epochs)   # the last epoch always
-  out = schedule.compute_scheduled_metrics(config, exp, state, jax.random.PRNGKey(0))  # epoch 2
-  assert set(out) == {"mnist_score", "mnist_score_std", "classifier_fd", "metrics_time_s"}
-  cached = schedule._CACHE[id(exp)][1]
-  again = schedule.compute_scheduled_metrics(config, exp, state, jax.random.PRNGKey(0))
-  assert schedule._CACHE[id(exp)][1] is cached
-  assert again["mnist_score"] == out["mnist_score"]   # same rng, same latents, same numbers
-  config.eval.metrics_every_epochs = 3
-  config.train.num_epochs = 7
-  assert schedule.compute_scheduled_metrics(config, exp, state, jax.random.PRNGKey(0)) == {}
-  config.eval.metrics = ("fdd",)
+def test_scheduled_image_metrics_during_training(shared_data_dir, tmp_path):
+  """config.evals.metrics makes a training run write the suite's numbers to metrics.jsonl and
+  TensorBoard, at the scheduled epochs (every 2, and the last)."""
+  from itgan_jax import experiment
+  config = load_config("mnist_ssl", "tiny", **{
+      "data.dir": str(shared_data_dir), "num_devices": 1, "log.progress": False,
+      "train.num_epochs": 3, "evals.metrics.metrics": ("mnist_score", "classifier_fd", "swd"),
+      "evals.metrics.every_epochs": 2, "evals.metrics.num_samples": 256})
+  config.evals.metrics.swd_images = 256
+  experiment.train(config, str(tmp_path))
+  records = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  keys = ("mnist_score", "mnist_score_std", "classifier_fd", "swd_avg", "metrics_time_s")
+  assert not any(k in records[0] for k in keys)                      # epoch 1: not scheduled
+  for record in records[1:]:                                          # epochs 2 and 3 (last)
+    for key in keys:
+      assert key in record and np.isfinite(record[key]), key
+    assert 1.0 <= record["mnist_score"] <= 10.0 and record["classifier_fd"] > 0
+  assert records[1]["mnist_score"] != records[2]["mnist_score"]      # the generator changed
+  events = b"".join(p.read_bytes() for p in (tmp_path / "tensorboard").iterdir())
+  for key in ("mnist_score", "classifier_fd", "swd_avg"):
+    assert key.encode() in events, key
+
+
+def test_unknown_scheduled_metric_fails_at_build(shared_data_dir):
+  from itgan_jax import experiment
+  config = load_config("mnist_ssl", "tiny", **{"data.dir": str(shared_data_dir),
+                                               "evals.metrics.metrics": ("fdd",)})
   with pytest.raises(ValueError, match="unknown metric"):
-    schedule.is_scheduled(config, 3)
+    experiment.build(config)

@@ -54,14 +54,14 @@ def test_chains_with_adam_and_requires_params():
 
 
 def test_reachable_from_config_for_each_player_independently():
-  from itgan_jax import experiment
+  from itgan_jax.optim import factory
   from itgan_jax.optim.historical_averaging import HistoricalAveragingState
   from tests.helpers import load_config
   config = load_config("mnist_ssl", None, **{"optim.historical_averaging_d": 1e-3})
   params = {"w": jnp.ones(3)}
-  d_state = experiment.build_optimizer(config.optim, config.optim.historical_averaging_d).init(
+  d_state = factory.build_optimizer(config.optim, config.optim.historical_averaging_d).init(
       params)
-  g_state = experiment.build_optimizer(config.optim, config.optim.historical_averaging_g).init(
+  g_state = factory.build_optimizer(config.optim, config.optim.historical_averaging_g).init(
       params)
   assert isinstance(d_state[0], HistoricalAveragingState)
   assert not any(isinstance(s, HistoricalAveragingState) for s in jax.tree.leaves(

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from itgan_jax import experiment
+from itgan_jax.optim import factory
 from itgan_jax.losses import feature_matching, ssl
 from itgan_jax.nn.batchnorm import BatchStatNorm
 from itgan_jax.nn.noise import GaussianNoise
@@ -80,7 +80,7 @@ def test_batch_stat_norm_matches_numpy():
 def test_official_adam_eps_inside_sqrt_matches_numpy():
   """nn.adam_updates: m_hat / sqrt(v_hat + 1e-8), beta1 0.5, beta2 0.999."""
   config = load_config("mnist_ssl")
-  tx = experiment.build_optimizer(config.optim)
+  tx = factory.build_optimizer(config.optim)
   lr = 0.003
   rng = np.random.RandomState(3)
   p = rng.randn(5)

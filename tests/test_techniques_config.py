@@ -15,6 +15,7 @@ import pytest
 
 from itgan_jax import experiment
 from itgan_jax import models
+from itgan_jax.optim import factory
 from itgan_jax.data.base import ArrayDataset
 from itgan_jax.data import preprocess
 from itgan_jax.nn.vbn import VirtualBatchNorm
@@ -154,7 +155,7 @@ def test_mnist_md_mlp_config_is_the_documented_setup():
   assert (c.model.name, c.model.minibatch_kernels, c.model.minibatch_dim) == ("mnist_mlp", 100, 5)
   assert (c.model.d_input_noise, c.model.d_hidden_noise, c.loss.generator) == (0.3, 0.5, "minimax")
   assert (c.train.g_steps_per_d_step, c.optim.lr, c.train.num_epochs) == (3, 3e-4, 500)
-  assert (c.data.num_labeled, c.eval.batch_size, c.data.scale) == (4000, 100, "unit")
+  assert (c.data.num_labeled, c.evals.test_error.batch_size, c.data.scale) == (4000, 100, "unit")
 
 
 def test_generator_steps_per_discriminator_step():
@@ -169,10 +170,10 @@ def test_mnist_md_config_is_the_documented_setup():
   assert (c.model.d_input_noise, c.model.d_dropout, c.loss.generator) == (0.2, 0.0, "minimax")
   assert (c.train.g_steps_per_d_step, c.optim.lr, c.train.num_epochs) == (3, 3e-4, 500)
   assert dict(c.optim.schedule_kwargs) == {"start_epoch": 300, "end_epoch": 500}
-  lr = experiment.build_lr_schedule(c.optim)
+  lr = factory.build_lr_schedule(c.optim)
   for epoch in (0, 299, 300, 350, 450, 499, 500):  # WIP script: 3e-4 * min(2.5 - epoch / 200, 1)
     np.testing.assert_allclose(lr(epoch), 3e-4 * max(min(2.5 - epoch / 200, 1.0), 0.0), rtol=1e-5)
-  assert (c.data.num_labeled, c.eval.batch_size) == (4000, 100)
+  assert (c.data.num_labeled, c.evals.test_error.batch_size) == (4000, 100)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,9 +224,9 @@ def test_tiny_minibatch_discrimination_run_one_chunk(tmp_path, rbg_prng):
       "train.batch_size": 16, "train.steps_per_epoch": 1, "train.num_epochs": 1,
       "train.steps_per_call": 1, "model.d_channels": (8, 16), "model.g_channels": (16, 8),
       "model.minibatch_kernels": 6, "model.minibatch_dim": 3, "model.g_norm": "vbn",
-      "model.vbn_ref_size": 8, "eval.max_examples": 32, "eval.batch_size": 16,
-      "log.num_samples": 4, "data.init_size": 32})
-  record = loop.train_and_evaluate(config, str(tmp_path))
+      "model.vbn_ref_size": 8, "evals.test_error.max_examples": 32, "evals.test_error.batch_size": 16,
+      "evals.samples.num_samples": 4, "data.init_size": 32})
+  record = experiment.train(config, str(tmp_path))
   assert record["epoch"] == 1
   for key in ("loss_lab", "loss_unl", "loss_gen", "test_err_ema"):
     assert np.isfinite(record[key]), key

@@ -10,6 +10,7 @@ import jax
 import numpy as np
 import pytest
 
+from itgan_jax import experiment
 from itgan_jax.train import loop
 from itgan_jax.train.checkpoint import Checkpointer
 from tests.helpers import load_config
@@ -22,11 +23,8 @@ def _tiny(shared_data_dir, **overrides):
 
 
 def _restore_state(workdir, config):
-  from itgan_jax import experiment
   exp = experiment.build(config)
-  from itgan_jax.data import preprocess
-  template = exp.variant.init(jax.random.PRNGKey(0),
-                              preprocess.to_float(exp.x_init, exp.scale))
+  template = exp.variant.init(jax.random.PRNGKey(0), exp.init_batch)
   state, meta = Checkpointer(workdir).restore(template)
   return state, meta
 
@@ -47,7 +45,7 @@ def _records(workdir):
 def uninterrupted(shared_data_dir, tmp_path_factory):
   workdir = tmp_path_factory.mktemp("full")
   config = _tiny(shared_data_dir)
-  record = loop.train_and_evaluate(config, str(workdir))
+  record = experiment.train(config, str(workdir))
   return workdir, config, record
 
 
@@ -70,8 +68,8 @@ def test_run_writes_metrics_samples_checkpoints(uninterrupted):
 def test_resume_from_epoch_boundary_is_bit_exact(uninterrupted, shared_data_dir, tmp_path):
   full_dir, config, _ = uninterrupted
   first = _tiny(shared_data_dir, **{"train.num_epochs": 1})
-  loop.train_and_evaluate(first, str(tmp_path))
-  loop.train_and_evaluate(config, str(tmp_path))  # same command with the full schedule resumes
+  experiment.train(first, str(tmp_path))
+  experiment.train(config, str(tmp_path))  # same command with the full schedule resumes
   _assert_states_equal(_restore_state(full_dir, config)[0], _restore_state(tmp_path, config)[0])
   a, b = _records(full_dir), _records(tmp_path)
   for ra, rb in zip(a, b):
@@ -87,8 +85,8 @@ def test_cpu_copy_region_analysis_changes_no_bit_on_one_device(shared_data_dir, 
   assert loop.chunk_compiler_options(on.train) == {
       "xla_cpu_copy_insertion_use_region_analysis": True}
   assert loop.chunk_compiler_options(off.train) == {}
-  loop.train_and_evaluate(on, str(tmp_path / "on"))
-  loop.train_and_evaluate(off, str(tmp_path / "off"))
+  experiment.train(on, str(tmp_path / "on"))
+  experiment.train(off, str(tmp_path / "off"))
   _assert_states_equal(_restore_state(tmp_path / "on", on)[0],
                        _restore_state(tmp_path / "off", off)[0])
 
@@ -104,9 +102,9 @@ def test_sigterm_mid_epoch_checkpoints_and_resume_is_bit_exact(uninterrupted, sh
       os.kill(os.getpid(), signal.SIGTERM)
 
   with pytest.raises(KeyboardInterrupt, match="Rerun the same command"):
-    loop.train_and_evaluate(config, str(tmp_path), chunk_callback=send_sigterm_once)
+    experiment.train(config, str(tmp_path), chunk_callback=send_sigterm_once)
   assert Checkpointer(tmp_path).latest_step() == config.train.steps_per_call
-  loop.train_and_evaluate(config, str(tmp_path))
+  experiment.train(config, str(tmp_path))
   _assert_states_equal(_restore_state(full_dir, config)[0], _restore_state(tmp_path, config)[0])
   assert [r["loss_gen"] for r in _records(full_dir)] == [r["loss_gen"] for r in _records(tmp_path)]
 
@@ -126,5 +124,5 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(shared_d
 
   monkeypatch.setattr(ssl.SemiSupervisedGAN, "train_step", poisoned)
   with pytest.raises(loop.NonFiniteLossError, match=r"loss_gen became NaN/Inf.*last good"):
-    loop.train_and_evaluate(config, str(tmp_path))
+    experiment.train(config, str(tmp_path))
   assert Checkpointer(tmp_path).latest_step() == 2 * config.train.steps_per_epoch

@@ -19,7 +19,7 @@ def setup(shared_data_dir):
   """A tiny experiment, its initial state, one batch and the state after one jitted step."""
   config = load_config("mnist_ssl", "tiny", **{"data.dir": str(shared_data_dir)})
   exp = experiment.build(config)
-  state = exp.variant.init(jax.random.PRNGKey(0), preprocess.to_float(exp.x_init, exp.scale))
+  state = exp.variant.init(jax.random.PRNGKey(0), exp.init_batch)
   arrays = exp.feeder.put(None)
   batch = exp.feeder.gather(arrays, {k: v[0] for k, v in exp.epoch_plan(0).items()})
   new_state, metrics = jax.jit(exp.variant.train_step)(state, batch, jax.random.PRNGKey(1))
@@ -49,9 +49,9 @@ def test_generator_update_sees_discriminator_after_its_update(setup):
   exp, state, batch, new_state, metrics = setup
   # Recompute the G loss with the updated D and the same randomness: equal to the reported one.
   _, k_g = jax.random.split(jax.random.PRNGKey(1))
-  _, loss_new = exp.variant._g_update(state.g, new_state.d, batch,  # pylint: disable=protected-access
+  _, loss_new = exp.variant.generator_update(state.g, new_state.d, batch,  # pylint: disable=protected-access
                                       jax.random.fold_in(k_g, 0), jnp.float32(0.003))
-  _, loss_old = exp.variant._g_update(state.g, state.d, batch,  # pylint: disable=protected-access
+  _, loss_old = exp.variant.generator_update(state.g, state.d, batch,  # pylint: disable=protected-access
                                       jax.random.fold_in(k_g, 0), jnp.float32(0.003))
   np.testing.assert_allclose(metrics["loss_gen"], loss_new, rtol=1e-5)
   assert not np.isclose(float(loss_old), float(loss_new), rtol=1e-4)
@@ -67,7 +67,7 @@ def test_technique_switches_trace_from_config(shared_data_dir, overrides):
   """Each switch is reachable from the config without code edits (traced, not compiled)."""
   config = load_config("mnist_ssl", "tiny", **{"data.dir": str(shared_data_dir), **overrides})
   exp = experiment.build(config)
-  x_init = preprocess.to_float(exp.x_init, exp.scale)
+  x_init = exp.init_batch
   state = jax.eval_shape(exp.variant.init, jax.random.PRNGKey(0), x_init)
   batch = exp.feeder.gather(exp.feeder.put(None), {k: v[0] for k, v in exp.epoch_plan(0).items()})
   new_state, metrics = jax.eval_shape(exp.variant.train_step, state, batch, jax.random.PRNGKey(1))
@@ -82,7 +82,7 @@ def test_mnist_minibatch_discrimination_config_traces(shared_data_dir, g_norm):
                                               "model.g_norm": g_norm})
   exp = experiment.build(config)
   assert not exp.variant.discriminator.batch_independent  # MD: statistics per pure batch
-  x_init = preprocess.to_float(exp.x_init, exp.scale)
+  x_init = exp.init_batch
   state = jax.eval_shape(exp.variant.init, jax.random.PRNGKey(0), x_init)
   if g_norm == "vbn":
     assert "vbn_ref" in state.g.constants

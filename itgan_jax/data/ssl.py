@@ -27,11 +27,6 @@ class EpochPlan(TypedDict):
   unl2: np.ndarray  # unlabeled batches for G's feature matching (an independent permutation)
 
 
-class GanEpochPlan(TypedDict):
-  """Index plan of one unsupervised epoch: int32 (steps, batch_size)."""
-  idx: np.ndarray
-
-
 def select_labeled(train_y: np.ndarray, count_per_class: int, seed_data: int,
                    num_classes: int) -> np.ndarray:
   """Indices (int64, class by class) of the labeled subset, exactly as the official `txs/tys`."""
@@ -92,8 +87,13 @@ def ssl_epoch_plan(num_train: int, labeled_idx: np.ndarray, batch_size: int, see
                    unl2=unl2.reshape(shape).astype(np.int32))
 
 
-def gan_epoch_plan(num_train: int, batch_size: int, seed: int, epoch: int) -> GanEpochPlan:
-  """Index plan of one unsupervised epoch: `idx` int32 (num_train // batch_size, batch_size)."""
+def gan_epoch_plan(num_train: int, batch_size: int, seed: int, epoch: int,
+                   streams: tuple[str, ...] = ("idx",)) -> dict[str, np.ndarray]:
+  """Index plan of one unsupervised epoch: one int32 (num_train // batch_size, batch_size) array
+  per name in `streams`, each an independent permutation of the training set drawn in that order
+  from `default_rng([seed, epoch])` (so `idx` is the same whatever streams follow it; a second
+  stream feeds feature matching's real batches, as the official `trainx_unl2`)."""
   steps = _steps(num_train, batch_size)
-  idx = _epoch_rng(seed, epoch).permutation(num_train)[:steps * batch_size]
-  return GanEpochPlan(idx=idx.reshape(steps, batch_size).astype(np.int32))
+  rng = _epoch_rng(seed, epoch)
+  return {name: rng.permutation(num_train)[:steps * batch_size].reshape(steps, batch_size)
+          .astype(np.int32) for name in streams}

@@ -169,6 +169,14 @@ class MetricSuite:
           batch_size=self.options.classifier_batch_size, devices=self.devices)
     return self._classifier
 
+  @property
+  def classifier_weights_file(self) -> str | None:
+    """The classifier weight file the classifier metrics used (None before any such metric)."""
+    if self._classifier is None:
+      return None
+    return str(self.options.classifier_weights or
+               classifier_lib.default_weights_path(self.classifier_dataset))
+
   def _reference(self, key: str, fn):
     if key not in self._ref_cache:
       self._ref_cache[key] = fn()

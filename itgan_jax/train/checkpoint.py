@@ -23,11 +23,20 @@ class CheckpointError(RuntimeError):
 class Checkpointer:
   """Saves and restores `(state, meta)` under `<workdir>/checkpoints/<step>`."""
 
-  def __init__(self, workdir: str | pathlib.Path, max_to_keep: int = 2):
+  def __init__(self, workdir: str | pathlib.Path, max_to_keep: int = 2, read_only: bool = False):
+    """`read_only=True` opens a run's checkpoints without creating, cleaning or writing anything
+    (safe on a run that is still training: evaluation)."""
     self.directory = pathlib.Path(workdir).absolute() / "checkpoints"
-    options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep, create=True, enable_async_checkpointing=True,
-        cleanup_tmp_directories=True)
+    if read_only:
+      if not self.directory.is_dir():
+        raise CheckpointError(f"no checkpoints directory in {pathlib.Path(workdir)}")
+      options = ocp.CheckpointManagerOptions(read_only=True, create=False,
+                                             cleanup_tmp_directories=False,
+                                             enable_async_checkpointing=False)
+    else:
+      options = ocp.CheckpointManagerOptions(
+          max_to_keep=max_to_keep, create=True, enable_async_checkpointing=True,
+          cleanup_tmp_directories=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options,
                                           item_names=("state", "meta"))
 
@@ -39,14 +48,30 @@ class Checkpointer:
     self._manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
 
-  def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict]:
-    """Restores the newest (or given) step onto the structure/shardings of `abstract_state`."""
+  def _step(self, step: int | None) -> int:
     step = self.latest_step() if step is None else step
     if step is None:
       raise CheckpointError(f"no checkpoint found in {self.directory}")
+    return step
+
+  def restore_meta(self, step: int | None = None) -> dict:
+    """The JSON `meta` of the newest (or given) step (e.g. the phase, to build the template)."""
+    step = self._step(step)
+    try:
+      return self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))[
+          "meta"]
+    except Exception as e:  # orbax raises many types for corrupt files.
+      raise CheckpointError(f"cannot read the metadata of checkpoint step {step} in "
+                            f"{self.directory}: {type(e).__name__}: {e}") from e
+
+  def restore(self, abstract_state: Any, step: int | None = None, sharding=None
+              ) -> tuple[Any, dict]:
+    """Restores the newest (or given) step onto the structure of `abstract_state` (arrays or
+    ShapeDtypeStructs), placed with `sharding` if given, else each leaf's own sharding."""
+    step = self._step(step)
     target = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
-        abstract_state)
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding or getattr(
+            x, "sharding", None)), abstract_state)
     try:
       restored = self._manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
@@ -65,3 +90,10 @@ class Checkpointer:
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
+    return False

@@ -1,9 +1,21 @@
-"""Device-resident input pipeline for datasets that fit in accelerator memory (MNIST, CIFAR, SVHN).
+"""Input pipelines: turn a chunk of a variant's index plan into the batches its steps see.
 
-The training images live on the devices once (uint8, replicated); the host only ships each chunk's
-small integer index plan, and the batches are gathered and converted to floats inside the jitted
-step. The host therefore never stalls the device: while a chunk of steps runs, the next plan is
-computed and transferred (JAX dispatch is asynchronous).
+A variant declares its batch contract as *streams*: `{batch key: (array name, plan stream)}`, e.g.
+`{"x_lab": ("x", "lab"), "y_lab": ("y", "lab"), "x_unl": ("x", "unl")}`. Its epoch plan gives
+one int32 `(steps, global batch)` index array per plan stream. A feeder has two halves:
+
+  `chunk_inputs(plan_chunk, mesh)` (host, once per chunk) -> the arrays the jitted chunk scans over
+  `batch(arrays, inputs_row)` (device, inside the step)    -> the step's batch (floats, labels)
+
+Two feeders implement it:
+
+* `DeviceFeeder` (one process, data that fits on the devices: MNIST, CIFAR, SVHN): the uint8
+  arrays live on every device once; the host ships only the small index plan and the batches are
+  gathered inside the jitted step, so the host never stalls the devices.
+* `HostFeeder` (many processes, or data too large for the devices): each process gathers, on the
+  host, only the rows of every batch that its own devices hold, and the global batch is assembled
+  with `jax.make_array_from_process_local_data`. The uint8 -> float conversion still happens inside
+  the step, so both feeders give the step bit-identical batches.
 """
 
 from __future__ import annotations
@@ -15,11 +27,22 @@ import jax.numpy as jnp
 import numpy as np
 
 from itgan_jax.data import preprocess
+from itgan_jax.train import sharding as sharding_lib
 
-# batch key -> (array name, plan stream name)
-SSL_STREAMS = {"x_lab": ("x", "lab"), "y_lab": ("y", "lab"), "x_unl": ("x", "unl"),
-               "x_unl2": ("x", "unl2")}
-GAN_STREAMS = {"x": ("x", "idx")}
+FEEDERS = ("auto", "device", "host")
+
+
+def _check_streams(arrays: Mapping[str, np.ndarray], streams: Mapping[str, tuple[str, str]]):
+  for key, (array_name, _) in streams.items():
+    if array_name not in arrays:
+      raise ValueError(f"batch key {key!r} reads array {array_name!r}, which the feeder does not "
+                       f"have (arrays: {sorted(arrays)})")
+
+
+def _to_batch(values: dict, streams, scale: str) -> dict:
+  """uint8 images -> model-range floats (arrays whose name starts with 'x'); others as they are."""
+  return {key: preprocess.to_float(values[key], scale) if streams[key][0].startswith("x")
+          else values[key] for key in streams}
 
 
 class DeviceFeeder:
@@ -27,20 +50,63 @@ class DeviceFeeder:
 
   def __init__(self, arrays: Mapping[str, np.ndarray], streams: Mapping[str, tuple[str, str]],
                scale: str):
+    _check_streams(arrays, streams)
     self.host_arrays = dict(arrays)
     self.streams = dict(streams)
     self.scale = scale
 
-  def put(self, sharding) -> dict[str, jax.Array]:
+  def put(self, mesh_or_sharding) -> dict[str, jax.Array]:
     """Copies the arrays to the devices (replicated) once."""
-    return {k: jax.device_put(v, sharding) for k, v in self.host_arrays.items()}
+    return {k: sharding_lib.put_replicated(v, mesh_or_sharding)
+            for k, v in self.host_arrays.items()}
 
-  def gather(self, arrays: Mapping[str, jax.Array], idx: Mapping[str, jax.Array]) -> dict:
-    """One step's batch: images converted to the model's float range, labels as int32."""
-    batch = {}
-    for key, (array_name, stream) in self.streams.items():
-      values = jnp.take(arrays[array_name], idx[stream], axis=0)
-      if array_name == "x":
-        values = preprocess.to_float(values, self.scale)
-      batch[key] = values
-    return batch
+  def chunk_inputs(self, plan_chunk: Mapping[str, np.ndarray], mesh) -> dict:
+    """The chunk's index plan, sharded along its batch axis (axis 1)."""
+    return sharding_lib.global_batch(
+        {k: np.asarray(v, np.int32) for k, v in plan_chunk.items()}, mesh, batch_axis=1)
+
+  def batch(self, arrays: Mapping[str, jax.Array], idx: Mapping[str, jax.Array]) -> dict:
+    """One step's batch from its plan row: images as model-range floats, labels as int32."""
+    values = {key: jnp.take(arrays[name], idx[stream], axis=0)
+              for key, (name, stream) in self.streams.items()}
+    return _to_batch(values, self.streams, self.scale)
+
+  # The name of earlier releases.
+  gather = batch
+
+
+class HostFeeder:
+  """Gathers each process's share of every batch on the host (see the module docstring)."""
+
+  def __init__(self, arrays: Mapping[str, np.ndarray], streams: Mapping[str, tuple[str, str]],
+               scale: str):
+    _check_streams(arrays, streams)
+    self.host_arrays = dict(arrays)
+    self.streams = dict(streams)
+    self.scale = scale
+
+  def put(self, mesh_or_sharding) -> dict[str, jax.Array]:
+    """Nothing lives on the devices between chunks."""
+    del mesh_or_sharding
+    return {}
+
+  def chunk_inputs(self, plan_chunk: Mapping[str, np.ndarray], mesh) -> dict:
+    """uint8 / int32 batches `(steps, batch, ...)`; this process gathers only its own rows."""
+    rows = sharding_lib.process_rows(next(iter(plan_chunk.values())).shape[1], mesh)
+    local = {key: self.host_arrays[name][np.asarray(plan_chunk[stream])[:, rows]]
+             for key, (name, stream) in self.streams.items()}
+    return sharding_lib.global_batch(local, mesh, batch_axis=1, local=True)
+
+  def batch(self, arrays: Mapping[str, jax.Array], values: Mapping[str, jax.Array]) -> dict:
+    del arrays
+    return _to_batch(dict(values), self.streams, self.scale)
+
+
+def make_feeder(kind: str, arrays: Mapping[str, np.ndarray],
+                streams: Mapping[str, tuple[str, str]], scale: str):
+  """`kind` 'device', 'host', or 'auto' (device on one process, host on several)."""
+  if kind not in FEEDERS:
+    raise ValueError(f"data.feeder={kind!r} is not one of {FEEDERS}")
+  if kind == "auto":
+    kind = "device" if jax.process_count() == 1 else "host"
+  return (DeviceFeeder if kind == "device" else HostFeeder)(arrays, streams, scale)

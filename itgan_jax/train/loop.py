@@ -1,31 +1,36 @@
-"""The shared training loop: workdir, resume, jitted chunks of steps, evaluation, logs, signals.
+"""The shared training loop: workdir, resume, jitted chunks of steps, evaluators, logs, signals.
 
-A variant supplies `init(rng, x_init) -> TrainState` and a pure `train_step(state, batch, rng)`;
-the loop runs `steps_per_call` iterations per device call as one `lax.scan` (no per-step Python
-dispatch), checkpoints every `checkpoint.every_epochs` and on SIGTERM/SIGINT, and stops with a clear
-error (keeping the last good checkpoint) when a loss becomes NaN/Inf. Iteration `t` draws its
-randomness from `fold_in(state.rng, t)` and its data from the epoch plan of `(seed, epoch)`, so a
-resumed run is bit-for-bit the uninterrupted one.
+It drives any `train.contract.Experiment` (built by `itgan_jax.experiment.build`) and knows no
+variant: the variant's `init` and pure per-phase steps, its metric keys for progress and logs, its
+evaluators for everything measured after an epoch. The loop runs `train.steps_per_call`
+iterations per device call as one `lax.scan` (`train/chunk.py`), compiles one chunk function per
+phase and chunk length, never runs a chunk across a phase start and lets the variant transform the
+state there (`enter_phase`), checkpoints every `checkpoint.every_epochs` and on SIGTERM/SIGINT
+(the phase recorded beside the state), and stops with a clear error (keeping the last good
+checkpoint) when a metric becomes NaN/Inf. Iteration `t` draws its randomness from
+`fold_in(state.rng, t)` and its data from the epoch plan of `(seed, epoch)`, so a resumed run is
+bit-for-bit the uninterrupted one.
+
+Many processes: every process runs this loop on its share of the devices (see `distributed.py`);
+all of them save checkpoints (orbax coordinates them), only process 0 writes logs, TensorBoard,
+PNGs, `config.json` and `final.json`.
 """
 
 from __future__ import annotations
 
-import functools
+import bisect
 import json
-import math
 import pathlib
 import signal
 import time
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
 
-from itgan_jax import experiment as experiment_lib
-from itgan_jax.data import preprocess
+from itgan_jax.train import chunk as chunk_lib
 from itgan_jax.train import sharding as sharding_lib
 from itgan_jax.train import writers
 from itgan_jax.train.checkpoint import Checkpointer
@@ -63,122 +68,127 @@ class _StopRequest:
     return False
 
 
-def chunk_compiler_options(train_config) -> dict[str, Any]:
-  """XLA options for the training chunk: on CPU, with `train.xla_cpu_region_copy_analysis`
-  (default on), copy insertion's region analysis, which proves more in-place updates of the scan
-  carry safe and drops parameter-sized copies (1-4% of the MNIST iteration on XLA:CPU,
-  `benchmarks/mnist_step.py --compare_copy_analysis 1`). On one device the results are
-  bit-identical with it off (tested); on several devices XLA may then order cross-device sums
-  differently (rounding-level changes, still deterministic). Other backends get no options."""
-  if jax.default_backend() == "cpu" and train_config.get("xla_cpu_region_copy_analysis", True):
-    return {"xla_cpu_copy_insertion_use_region_analysis": True}
-  return {}
-
-
-def _make_run_chunk(variant, feeder, mesh, num_steps: int,
-                    compiler_options: dict[str, Any] | None = None):
-  """Jits `num_steps` train steps as one lax.scan over the chunk's index plan."""
-  data_spec = sharding_lib.batch_sharded(mesh, 1)
-
-  def body(carry, idx_row, *, arrays):
-    state = carry
-    batch = feeder.gather(arrays, idx_row)
-    batch = jax.lax.with_sharding_constraint(batch, sharding_lib.batch_sharded(mesh, 0))
-    rng = jax.random.fold_in(state.rng, state.step)
-    state, metrics = variant.train_step(state, batch, rng)
-    return state, metrics
-
-  def run(state, arrays, plan):
-    return jax.lax.scan(functools.partial(body, arrays=arrays), state, plan, length=num_steps)
-
-  repl = sharding_lib.replicated(mesh)
-  return jax.jit(run, in_shardings=(repl, repl, data_spec), out_shardings=(repl, repl),
-                 donate_argnums=(0,), compiler_options=compiler_options or None)
-
-
-def _make_evaluate(variant, mesh, batch_size: int):
-  """Jitted count of misclassified test examples with EMA and with raw parameters."""
-
-  def count_errors(state, x, y, use_ema):
-    n = x.shape[0]
-    nb = n // batch_size
-    xb = x[:nb * batch_size].reshape((nb, batch_size) + x.shape[1:])
-    yb = y[:nb * batch_size].reshape((nb, batch_size))
-
-    def one(args):
-      xi, yi = args
-      logits = variant.classify(state, xi, use_ema=use_ema)
-      return jnp.sum(jnp.argmax(logits, -1) != yi)
-
-    errors = jnp.sum(jax.lax.map(one, (xb, yb)))
-    if nb * batch_size < n:
-      logits = variant.classify(state, x[nb * batch_size:], use_ema=use_ema)
-      errors += jnp.sum(jnp.argmax(logits, -1) != y[nb * batch_size:])
-    return errors
-
-  def evaluate(state, x, y):
-    return {"test_errors_ema": count_errors(state, x, y, True),
-            "test_errors_raw": count_errors(state, x, y, False)}
-
-  repl = sharding_lib.replicated(mesh)
-  return jax.jit(evaluate, in_shardings=(repl, repl, repl), out_shardings=repl)
-
-
 def _format_eta(seconds: float) -> str:
   seconds = int(max(seconds, 0))
   h, rem = divmod(seconds, 3600)
   return f"{h}:{rem // 60:02d}:{rem % 60:02d}"
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+# Kept as a name of this module for existing callers.
+chunk_compiler_options = chunk_lib.chunk_compiler_options
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """The loop's own keys (train, checkpoint, log): clear errors before anything is built."""
+  for key in ("train.num_epochs", "train.steps_per_call", "checkpoint.every_epochs",
+              "checkpoint.max_to_keep"):
+    section, name = key.split(".")
+    value = config[section][name]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+      raise ValueError(f"config.{key}={value!r} must be an integer >= 1")
+
+
+class _NullWriter:
+  """The writer of processes other than 0: logs nothing."""
+
+  def truncate_after(self, epoch):
+    pass
+
+  def write(self, step, record):
+    pass
+
+  def write_image(self, step, tag, image):
+    pass
+
+  def records(self):
+    return []
+
+  def close(self):
+    pass
+
+
+def _phase_of(phase_starts: tuple[int, ...], step: int) -> int:
+  return bisect.bisect_right(phase_starts, step)
+
+
+def _steps_to_phase_end(phase_starts: tuple[int, ...], step: int) -> int | None:
+  later = [s for s in phase_starts if s > step]
+  return later[0] - step if later else None
+
+
+def abstract_state(exp, phase: int, seed: int = 0):
+  """Shapes and dtypes of the state in `phase` (init, then each phase transform), nothing run."""
+  def build(rng, init_batch):
+    state = exp.variant.init(rng, init_batch)
+    for p in range(1, phase + 1):
+      state = exp.variant.enter_phase(state, p)
+    return state
+  return jax.eval_shape(build, jax.random.PRNGKey(seed), exp.init_batch)
+
+
+def _write_images(workdir, writer, step: int, epoch: int, images: dict) -> None:
+  for tag, grid in images.items():
+    writers.save_png(workdir / tag / f"epoch_{epoch:04d}.png", grid)
+    writers.save_png(workdir / tag / "latest.png", grid)
+    writer.write_image(step, tag, grid)
+
+
+def train_and_evaluate(exp, config: ml_collections.ConfigDict, workdir: str,
                        chunk_callback: Callable[[int], None] | None = None) -> dict[str, Any]:
-  """Trains `config` in `workdir` (resuming from its newest checkpoint); returns the last record.
+  """Trains experiment `exp` (built from `config`) in `workdir`, resuming from its newest
+  checkpoint; returns the last epoch's record.
 
   `chunk_callback(step)`, if given, is called on the host after every chunk (tests, notebooks).
   """
+  check_config(config)
+  main_process = jax.process_index() == 0
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  exp = experiment_lib.build(config)
+  variant = exp.variant
   mesh = sharding_lib.make_mesh(config.get("num_devices"))
-  sharding_lib.check_batch_divisible(config.train.batch_size, mesh)
+  sharding_lib.check_batch_divisible(exp.batch_size, mesh)
   repl = sharding_lib.replicated(mesh)
   spe, num_epochs = exp.steps_per_epoch, config.train.num_epochs
   total_steps = spe * num_epochs
+  phase_starts = tuple(variant.phase_starts)
 
-  (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+  if main_process:
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
   checkpointer = Checkpointer(workdir, max_to_keep=config.checkpoint.max_to_keep)
-  writer = writers.MetricWriter(workdir, tensorboard=config.log.tensorboard)
+  writer = (writers.MetricWriter(workdir, tensorboard=config.log.tensorboard) if main_process
+            else _NullWriter())
 
   # --- state: fresh (data-dependent init) or restored -------------------------------------------
-  init_fn = jax.jit(exp.variant.init, out_shardings=repl)
-  x_init = preprocess.to_float(exp.x_init, exp.scale)
-  root_rng = jax.random.PRNGKey(config.seed)
-  state = init_fn(jax.random.fold_in(root_rng, 0), x_init)
-  meta = {"epoch_sums": {}, "epoch_wall": 0.0}
+  meta = {"epoch_sums": {}, "epoch_wall": 0.0, "phase": 0}
   if checkpointer.latest_step() is not None:
-    state, meta = checkpointer.restore(state)
-    logging.info("resumed from %s at step %d", checkpointer.directory, int(state.step))
+    phase = int(checkpointer.restore_meta().get("phase", 0))
+    state, meta = checkpointer.restore(abstract_state(exp, phase, config.seed), sharding=repl)
+    logging.info("resumed from %s at step %d (phase %d)", checkpointer.directory,
+                 int(state.step), phase)
+  else:
+    state = chunk_lib.init_state(exp, mesh, config.seed)
+  state_phase = int(meta.get("phase", 0))
   start_step = int(state.step)
   writer.truncate_after(start_step // spe)
 
-  arrays = exp.feeder.put(repl)
-  n_eval = config.eval.get("max_examples") or exp.test_y.shape[0]  # smoke runs: a prefix
-  x_test = jax.device_put(preprocess.to_float(exp.test_x[:n_eval], exp.scale), repl)
-  y_test = jax.device_put(exp.test_y[:n_eval], repl)
-  evaluate = _make_evaluate(exp.variant, mesh, config.eval.batch_size)
-  generate = jax.jit(exp.variant.generate, out_shardings=repl)
-  sample_z = exp.sample_latent(jax.random.fold_in(root_rng, 1), config.log.num_samples)
-  run_chunks: dict[int, Any] = {}
+  arrays = exp.feeder.put(mesh)
+  for evaluator in exp.evaluators:
+    evaluator.prepare(mesh)
+  enter_phase = jax.jit(variant.enter_phase, static_argnums=(1,), out_shardings=repl,
+                        donate_argnums=(0,)) if phase_starts else None
+  run_chunks: dict[tuple[int, int], Any] = {}
+  curve_keys = list(dict.fromkeys(
+      tuple(variant.curve_keys) + tuple(k for e in exp.evaluators for k in e.keys)))
 
   record: dict[str, Any] = {}
   progress = None
-  if config.log.progress:
+  if config.log.progress and main_process:
     from tqdm import tqdm
     progress = tqdm(total=total_steps, initial=start_step, unit="it", dynamic_ncols=True,
                     mininterval=2.0, desc="train")
 
   def save(step, meta):
-    checkpointer.save(step, state, meta)
+    checkpointer.save(step, state, dict(meta, phase=state_phase))
 
   try:
     with _StopRequest() as stop:
@@ -190,12 +200,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         wall = float(meta["epoch_wall"])
         t_epoch = time.time()
         while in_epoch < spe:
+          while state_phase < _phase_of(phase_starts, step):
+            state_phase += 1
+            state = enter_phase(state, state_phase)
+            logging.info("step %d: entered phase %d", step, state_phase)
           n = min(config.train.steps_per_call, spe - in_epoch)
-          if n not in run_chunks:
-            run_chunks[n] = _make_run_chunk(exp.variant, exp.feeder, mesh, n,
-                                            chunk_compiler_options(config.train))
-          chunk_plan = {k: v[in_epoch:in_epoch + n] for k, v in plan.items()}
-          state, metrics = run_chunks[n](state, arrays, chunk_plan)
+          to_end = _steps_to_phase_end(phase_starts, step)
+          if to_end is not None:
+            n = min(n, to_end)
+          key = (state_phase, n)
+          if key not in run_chunks:
+            run_chunks[key] = chunk_lib.make_chunk_fn(
+                exp, mesh, n, phase=state_phase,
+                compiler_options=chunk_lib.chunk_compiler_options(config.train))
+          inputs = exp.feeder.chunk_inputs(
+              {k: v[in_epoch:in_epoch + n] for k, v in plan.items()}, mesh)
+          state, metrics = run_chunks[key](state, arrays, inputs)
           metrics = jax.device_get(metrics)
           bad = [k for k, v in metrics.items() if not np.all(np.isfinite(v))]
           if bad:
@@ -211,9 +231,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           in_epoch += n
           if progress is not None:
             progress.set_description(f"epoch {epoch + 1}/{num_epochs}")
-            progress.set_postfix({k: f"{sums[k] / in_epoch:.4f}" for k in
-                                  ("loss_lab", "loss_unl", "loss_gen") if k in sums},
-                                 refresh=False)
+            progress.set_postfix({k: f"{sums[k] / in_epoch:.4f}" for k in variant.progress_keys
+                                  if k in sums}, refresh=False)
             progress.update(n)
           if chunk_callback is not None:
             chunk_callback(step)
@@ -225,15 +244,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                 f"in {checkpointer.directory}. Rerun the same command to resume.")
         epoch_time = wall + time.time() - t_epoch
 
-        # --- end of epoch: evaluate, log, sample, checkpoint -------------------------------------
+        # --- end of epoch: evaluators, log, images, checkpoint -----------------------------------
         record = {"epoch": epoch + 1, "step": step}
         record.update({k: v / spe for k, v in sums.items()})
-        if (epoch + 1) % config.eval.every_epochs == 0 or step == total_steps:
-          errs = jax.device_get(evaluate(state, x_test, y_test))
-          n_test = int(y_test.shape[0])
-          for key, value in errs.items():
-            record[key] = int(value)
-            record[key.replace("errors", "err")] = int(value) / n_test
+        images: dict[str, np.ndarray] = {}
+        for evaluator in exp.evaluators:
+          if evaluator.due(epoch + 1):
+            out = evaluator(state, epoch + 1)
+            record.update(out.scalars)
+            images.update(out.images)
         record["epoch_time_s"] = epoch_time
         record["steps_per_s"] = spe / max(epoch_time, 1e-9)
         writer.write(step, record)
@@ -241,20 +260,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         line = "epoch {}/{} | {} | {:.1f} s/epoch | ETA {}".format(
             epoch + 1, num_epochs,
             " ".join(f"{k}={v:.4g}" for k, v in record.items()
-                     if k not in ("epoch", "step", "epoch_time_s", "steps_per_s")),
+                     if k not in ("epoch", "step", "epoch_time_s", "steps_per_s")
+                     and isinstance(v, (int, float))),
             epoch_time, _format_eta(eta))
         logging.info(line)
         if progress is not None:
           progress.write(line)
-        elif config.log.print_epochs:
+        elif config.log.print_epochs and main_process:
           print(line, flush=True)
-        if (epoch + 1) % config.log.samples_every_epochs == 0 or step == total_steps:
-          images = preprocess.to_uint8(np.asarray(generate(state, sample_z)), exp.scale)
-          grid = writers.image_grid(images)
-          writers.save_png(workdir / "samples" / f"epoch_{epoch + 1:04d}.png", grid)
-          writers.save_png(workdir / "samples" / "latest.png", grid)
-          writer.write_image(step, "samples", grid)
-          writers.plot_curves(writer.records(), exp.curve_keys, workdir / "curves.png")
+        if main_process:
+          _write_images(workdir, writer, step, epoch + 1, images)
+          if any(e.due(epoch + 1) for e in exp.evaluators) or step == total_steps:
+            writers.plot_curves(writer.records(), curve_keys, workdir / "curves.png")
         meta = {"epoch_sums": {}, "epoch_wall": 0.0}
         if (epoch + 1) % config.checkpoint.every_epochs == 0 or step == total_steps:
           save(step, meta)
@@ -266,5 +283,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     writer.close()
   if not record:
     record = (writer.records() or [{}])[-1]
-  (workdir / "final.json").write_text(json.dumps(record, indent=2))
+  if main_process:
+    (workdir / "final.json").write_text(json.dumps(record, indent=2))
   return record

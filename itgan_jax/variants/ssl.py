@@ -9,30 +9,36 @@ the step's update, because Theano applies all updates of one function call simul
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
+import ml_collections
+import numpy as np
+
+from itgan_jax import models
+from itgan_jax.data import ssl as ssl_data
 from itgan_jax.losses import feature_matching as fm_lib
 from itgan_jax.losses import gan as gan_losses
 from itgan_jax.losses import ssl as ssl_losses
 from itgan_jax.models.latent import sample_latent
-from itgan_jax.optim import ema as ema_lib
+from itgan_jax.train import players
 from itgan_jax.train.state import Player, TrainState
+from itgan_jax.variants import base
 
 GENERATOR_LOSSES = ("feature_matching", "minimax", "non_saturating", "kl_target")
 
-
-def _split_variables(variables: dict) -> tuple[Any, dict]:
-  variables = dict(variables)
-  return variables.pop("params"), variables
+# The batch contract: batch key -> (dataset array, plan stream of `data.ssl.ssl_epoch_plan`).
+STREAMS = {"x_lab": ("x", "lab"), "y_lab": ("y", "lab"), "x_unl": ("x", "unl"),
+           "x_unl2": ("x", "unl2")}
+EVALUATORS = ("classifier_error", "sample_grid", "image_metrics")
 
 
 @dataclasses.dataclass(frozen=True)
-class SemiSupervisedGAN:
+class SemiSupervisedGAN(base.VariantBase):
   """K+1 semi-supervised GAN: `init` and a pure `train_step(state, batch, rng)`.
 
   Attributes:
@@ -77,6 +83,10 @@ class SemiSupervisedGAN:
   ema_debias: bool = False
   g_steps_per_d_step: int = 1
 
+  metric_keys = ("loss_lab", "loss_unl", "train_err", "d_real", "d_fake", "loss_gen", "lr")
+  progress_keys = ("loss_lab", "loss_unl", "loss_gen")
+  curve_keys = ("test_err_ema", "test_err_raw", "loss_lab", "loss_unl", "loss_gen", "train_err")
+
   def __post_init__(self):
     if self.generator_loss not in GENERATOR_LOSSES:
       raise ValueError(f"loss.generator={self.generator_loss!r} is not one of {GENERATOR_LOSSES}")
@@ -91,16 +101,12 @@ class SemiSupervisedGAN:
     """Initialises both players; D's weight-norm layers use data-dependent init on `x_init`."""
     k_g, k_gn, k_z, k_d, k_dn, k_dd, k_run = jax.random.split(rng, 7)
     z = sample_latent(k_z, self.batch_size, self.latent_dim, self.latent_dist)
-    g_params, g_consts = _split_variables(
-        self.generator.init({"params": k_g, "noise": k_gn, "vbn": k_gn}, z, train=True))
-    d_params, d_consts = _split_variables(
-        self.discriminator.init({"params": k_d, "noise": k_dn, "dropout": k_dd}, x_init,
-                                train=True))
-    d_ema = ema_lib.ema_init(d_params, zero_init=self.ema_zero_init) if self.ema_rate else None
-    return TrainState(
-        step=jnp.zeros([], jnp.int32), rng=k_run,
-        g=Player(g_params, g_consts, self.g_tx.init(g_params), None),
-        d=Player(d_params, d_consts, self.d_tx.init(d_params), d_ema))
+    g = players.init_player(self.generator, {"params": k_g, "noise": k_gn, "vbn": k_gn}, z,
+                            self.g_tx, train=True)
+    ema = ("zeros" if self.ema_zero_init else "copy") if self.ema_rate else None
+    d = players.init_player(self.discriminator, {"params": k_d, "noise": k_dn, "dropout": k_dd},
+                            x_init, self.d_tx, ema=ema, train=True)
+    return TrainState(step=jnp.zeros([], jnp.int32), rng=k_run, g=g, d=d)
 
   # ------------------------------------------------------------------------------------------
   def _generate(self, g_params, g_consts, rng):
@@ -112,13 +118,9 @@ class SemiSupervisedGAN:
     return self.discriminator.apply({"params": d_params, **d_consts}, x, train=True,
                                     rngs={"noise": k_noise, "dropout": k_drop})
 
-  @staticmethod
-  def _apply(player: Player, tx, grads, lr) -> Player:
-    updates, opt_state = tx.update(grads, player.opt_state, player.params)
-    params = jax.tree.map(lambda p, u: p - lr * u, player.params, updates)
-    return player.replace(params=params, opt_state=opt_state)
-
-  def _d_update(self, state: TrainState, batch: dict, rng, lr) -> tuple[Player, dict]:
+  def discriminator_update(self, state: TrainState, batch: dict, rng, lr
+                           ) -> tuple[Player, dict]:
+    """D's update on (labeled, unlabeled, generated) batches; its EMA reads the pre-step D."""
     k_z, k_lab, k_unl, k_gen = jax.random.split(rng, 4)
     x_gen = jax.lax.stop_gradient(self._generate(state.g.params, state.g.constants, k_z))
     d = state.d
@@ -151,13 +153,12 @@ class SemiSupervisedGAN:
       return loss, aux
 
     (_, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(d.params)
-    new_d = self._apply(d, self.d_tx, grads, lr)
-    if d.ema is not None:
-      # Theano: a <- a + rate * (p_old - a), evaluated simultaneously with p's own update.
-      new_d = new_d.replace(ema=ema_lib.ema_update(d.ema, d.params, self.ema_rate))
-    return new_d, aux
+    # Theano: a <- a + rate * (p_old - a), evaluated simultaneously with p's own update.
+    return players.step(d, self.d_tx, grads, lr, self.ema_rate), aux
 
-  def _g_update(self, g: Player, d: Player, batch: dict, rng, lr) -> tuple[Player, jax.Array]:
+  def generator_update(self, g: Player, d: Player, batch: dict, rng, lr
+                       ) -> tuple[Player, jax.Array]:
+    """One G update against discriminator `d`; returns the new G and its loss."""
     k_z, k_real, k_gen = jax.random.split(rng, 3)
     if self.generator_loss == "feature_matching":
       _, feats_real = self._discriminate(d.params, d.constants, batch["x_unl2"], k_real)
@@ -173,7 +174,7 @@ class SemiSupervisedGAN:
                                        kind=self.generator_loss, target=self.kl_target)
 
     loss, grads = jax.value_and_grad(loss_fn)(g.params)
-    return self._apply(g, self.g_tx, grads, lr), loss
+    return players.apply_updates(g, self.g_tx, grads, lr), loss
 
   def train_step(self, state: TrainState, batch: dict, rng: jax.Array
                  ) -> tuple[TrainState, dict[str, jax.Array]]:
@@ -185,26 +186,64 @@ class SemiSupervisedGAN:
     epoch = state.step // self.steps_per_epoch
     lr = self.lr_schedule(epoch)
     k_d, k_g = jax.random.split(rng)
-    d, metrics = self._d_update(state, batch, k_d, lr)
+    d, metrics = self.discriminator_update(state, batch, k_d, lr)
     g = state.g
     for i in range(self.g_steps_per_d_step):
-      g, loss_gen = self._g_update(g, d, batch, jax.random.fold_in(k_g, i), lr)
+      g, loss_gen = self.generator_update(g, d, batch, jax.random.fold_in(k_g, i), lr)
     metrics = dict(metrics, loss_gen=loss_gen, lr=jnp.asarray(lr, jnp.float32))
     return state.replace(step=state.step + 1, g=g, d=d), metrics
 
   # ------------------------------------------------------------------------------------------
   def classify(self, state: TrainState, x: jax.Array, use_ema: bool = True) -> jax.Array:
     """Class logits of D in deterministic mode (no noise/dropout), with EMA parameters if asked."""
-    d = state.d
-    if use_ema and d.ema is not None:
-      params = d.ema
-      if self.ema_debias and self.ema_zero_init:
-        params = ema_lib.ema_debiased(params, state.step, self.ema_rate)
-    else:
-      params = d.params
-    logits, _ = self.discriminator.apply({"params": params, **d.constants}, x, train=False)
+    params = players.evaluation_params(state.d, use_ema, step_count=state.step,
+                                       ema_rate=self.ema_rate,
+                                       debias=self.ema_debias and self.ema_zero_init)
+    logits, _ = self.discriminator.apply({"params": params, **state.d.constants}, x, train=False)
     return logits
 
   def generate(self, state: TrainState, z: jax.Array) -> jax.Array:
     """Generator samples for a given latent batch (batch statistics, as the official G always)."""
     return self.generator.apply(state.g.variables(), z, train=True)
+
+
+def build(config: ml_collections.ConfigDict, dataset) -> base.Experiment:
+  """The semi-supervised experiment: labeled subset, streams, K+1 game, classifier evaluation.
+
+  Labeled subset and init batch as the official scripts (`data.seed_data`); one epoch = one pass
+  over the unlabeled training set (`data.ssl.ssl_epoch_plan`).
+  """
+  d, l, t = config.data, config.loss, config.train
+  base.check_generator_loss(l)
+  if t.get("g_steps_per_d_step", 1) < 1:
+    raise ValueError(f"train.g_steps_per_d_step={t.g_steps_per_d_step} must be >= 1")
+  num_train = dataset.train_x.shape[0]
+  if d.num_labeled <= 0 or d.num_labeled % dataset.num_classes:
+    raise ValueError(f"data.num_labeled={d.num_labeled} must be a positive multiple of the "
+                     f"{dataset.num_classes} classes (the official protocol is class-balanced)")
+  labeled = ssl_data.select_labeled(dataset.train_y, d.num_labeled // dataset.num_classes,
+                                    d.seed_data, dataset.num_classes)
+  init = base.init_batch(dataset, d.init_size, d.seed_data, d.scale)
+  steps = base.steps_per_epoch(t, num_train)
+  generator, discriminator = models.build(config.model, dataset.num_classes, dataset.image_shape)
+  if l.generator == "feature_matching":
+    base.check_feature_layer(discriminator, dataset.image_shape, l.fm_layer)
+  g_tx, d_tx, lr_schedule = base.optimizers(config)
+  o = config.optim
+  variant = SemiSupervisedGAN(
+      generator=generator, discriminator=discriminator, g_tx=g_tx, d_tx=d_tx,
+      lr_schedule=lr_schedule, steps_per_epoch=steps,
+      latent_dim=config.model.z_dim, latent_dist=config.model.z_dist, batch_size=t.batch_size,
+      unlabeled_weight=l.unlabeled_weight, generator_loss=l.generator,
+      fm_distance=l.fm_distance, fm_layer=l.fm_layer, label_smoothing=l.label_smoothing,
+      kl_target=l.get("kl_target", 0.375),
+      ema_rate=o.ema_rate, ema_zero_init=o.ema_zero_init, ema_debias=o.ema_debias,
+      g_steps_per_d_step=t.get("g_steps_per_d_step", 1))
+
+  def epoch_plan(epoch: int) -> dict[str, np.ndarray]:
+    plan = ssl_data.ssl_epoch_plan(num_train, labeled, t.batch_size, config.seed, epoch)
+    return {k: np.asarray(v[:steps], np.int32) for k, v in plan.items()}
+
+  return base.assemble(config, dataset, variant,
+                       arrays={"x": dataset.train_x, "y": dataset.train_y}, streams=STREAMS,
+                       epoch_plan=epoch_plan, steps=steps, init=init, offered=EVALUATORS)

@@ -53,12 +53,12 @@ def main():
   parser.add_argument("--data_dir", required=True)
   parser.add_argument("--out", required=True)
   args = parser.parse_args()
-  from itgan_jax.train import loop  # pylint: disable=import-outside-toplevel
+  from itgan_jax import experiment  # pylint: disable=import-outside-toplevel
   out = {"cpu": cpu_model(), "runs": {}}
   for name in RUNS:
     config = config_for(name, args.data_dir)
     with tempfile.TemporaryDirectory() as workdir:
-      loop.train_and_evaluate(config, workdir)
+      experiment.train(config, workdir)
       records = [json.loads(l) for l in (pathlib.Path(workdir) / "metrics.jsonl").read_text()
                  .splitlines()]
     out["runs"][name] = [{k: r[k] for k in DETERMINISTIC_KEYS if k in r} for r in records]

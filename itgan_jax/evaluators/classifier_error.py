@@ -1,0 +1,88 @@
+"""Test-set errors of a semi-supervised discriminator (openai/improved-gan, papers.md A.4).
+
+After each epoch the official scripts classify the whole test set with D in deterministic mode
+(no noise, no dropout) using the EMA parameters; we report the raw parameters' errors too.
+Reported keys: `test_errors_ema`, `test_err_ema` (fraction), `test_errors_raw`, `test_err_raw`.
+
+Config (`config.evals.<name>`): kind='classifier_error', every_epochs, batch_size (test batches;
+1000 for MNIST, 100 where minibatch features make D batch-dependent), max_examples (None: the
+whole test set as official; a prefix for smoke runs).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from itgan_jax.data import preprocess
+from itgan_jax.evaluators.common import EvalContext, Scheduled, positive_int
+from itgan_jax.train import sharding as sharding_lib
+from itgan_jax.train.contract import EvalOutput
+
+KEYS = ("test_errors_ema", "test_err_ema", "test_errors_raw", "test_err_raw")
+
+
+def count_errors(classify, state, x, y, batch_size: int, use_ema: bool) -> jax.Array:
+  """Misclassified examples of (x, y) in batches of `batch_size` (a shorter last batch)."""
+  n = x.shape[0]
+  nb = n // batch_size
+  xb = x[:nb * batch_size].reshape((nb, batch_size) + x.shape[1:])
+  yb = y[:nb * batch_size].reshape((nb, batch_size))
+
+  def one(args):
+    xi, yi = args
+    return jnp.sum(jnp.argmax(classify(state, xi, use_ema=use_ema), -1) != yi)
+
+  errors = jnp.sum(jax.lax.map(one, (xb, yb)))
+  if nb * batch_size < n:
+    logits = classify(state, x[nb * batch_size:], use_ema=use_ema)
+    errors += jnp.sum(jnp.argmax(logits, -1) != y[nb * batch_size:])
+  return errors
+
+
+class ClassifierError(Scheduled):
+  """Counts test errors with `variant.classify(state, x, use_ema)`, EMA and raw parameters."""
+  keys = KEYS
+
+  def __init__(self, name: str, classify, test_x, test_y, scale: str, *, every_epochs: int,
+               num_epochs: int, batch_size: int, max_examples: int | None = None):
+    self.name, self.every_epochs, self.num_epochs = name, every_epochs, num_epochs
+    n = test_y.shape[0] if max_examples is None else min(max_examples, test_y.shape[0])
+    self._x = preprocess.to_float(test_x[:n], scale)
+    self._y = test_y[:n]
+    self._classify = classify
+    self._batch_size = batch_size
+    self._fn = None
+
+  def prepare(self, mesh) -> None:
+    repl = sharding_lib.replicated(mesh)
+    self._x = sharding_lib.put_replicated(self._x, mesh)
+    self._y = sharding_lib.put_replicated(self._y, mesh)
+
+    def evaluate(state, x, y):
+      return {"test_errors_ema": count_errors(self._classify, state, x, y, self._batch_size, True),
+              "test_errors_raw": count_errors(self._classify, state, x, y, self._batch_size,
+                                              False)}
+    self._fn = jax.jit(evaluate, in_shardings=(repl, repl, repl), out_shardings=repl)
+
+  def __call__(self, state, epoch: int) -> EvalOutput:
+    del epoch
+    errors = jax.device_get(self._fn(state, self._x, self._y))
+    n = int(self._y.shape[0])
+    scalars = {}
+    for key, value in errors.items():
+      scalars[key] = int(value)
+      scalars[key.replace("errors", "err")] = int(value) / n
+    return EvalOutput(scalars=scalars)
+
+
+def build(name: str, cfg, context: EvalContext) -> ClassifierError:
+  if context.dataset is None:
+    raise ValueError(f"config.evals.{name}: classifier_error needs a labeled test set")
+  return ClassifierError(
+      name, context.variant.classify, context.dataset.test_x, context.dataset.test_y,
+      context.scale, every_epochs=positive_int(f"evals.{name}.every_epochs", cfg.every_epochs),
+      num_epochs=context.num_epochs,
+      batch_size=positive_int(f"evals.{name}.batch_size", cfg.batch_size),
+      max_examples=positive_int(f"evals.{name}.max_examples", cfg.get("max_examples"),
+                                allow_none=True))

@@ -1,0 +1,127 @@
+"""What every variant shares: the contract's defaults and the assembly steps of `build`.
+
+A variant module (`variants/<name>.py`) defines a frozen dataclass implementing
+`train.contract.Variant` (deriving from `VariantBase` for the one-phase defaults) and a
+`build(config, dataset) -> Experiment` that uses the helpers below for the parts every game
+assembles the same way: the init batch, the epoch length, both players' optimizers and the
+learning-rate schedule, the feeder of its batch streams, and its evaluators.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import jax
+import ml_collections
+import numpy as np
+
+from itgan_jax import evaluators as evaluators_lib
+from itgan_jax.data import preprocess
+from itgan_jax.models.latent import sample_latent
+from itgan_jax.optim import factory
+from itgan_jax.train import input_pipeline
+from itgan_jax.train.contract import Experiment, Variant
+
+__all__ = ["Experiment", "Variant", "VariantBase", "init_batch", "steps_per_epoch",
+           "optimizers", "assemble"]
+
+
+class VariantBase:
+  """Defaults of the contract for one-phase variants with a latent-driven generator.
+
+  Subclasses set `latent_dim`, `latent_dist` (see `models.latent.sample_latent`) and `generator`.
+  """
+  phase_starts: tuple[int, ...] = ()
+
+  def phase_train_step(self, phase: int):
+    if phase:
+      raise ValueError(f"{type(self).__name__} has one phase, asked for phase {phase}")
+    return self.train_step
+
+  def enter_phase(self, state, phase: int):
+    raise ValueError(f"{type(self).__name__} has one phase; it cannot enter phase {phase}")
+
+  def sample_latent(self, rng: jax.Array, num: int) -> jax.Array:
+    return sample_latent(rng, num, self.latent_dim, self.latent_dist)
+
+
+def init_batch(dataset, size: int, seed: int, scale: str) -> np.ndarray:
+  """The data-dependent-init batch: the first `size` images after `RandomState(seed)`'s
+  permutation of the training set (official `trainx[:500]` after the seed_data permutation),
+  as model-range float32."""
+  num_train = dataset.train_x.shape[0]
+  if not 1 <= size <= num_train:
+    raise ValueError(f"config.data.init_size={size} must be in [1, {num_train}] (the "
+                     "data-dependent init batch, official 500)")
+  idx = np.random.RandomState(seed).permutation(num_train)[:size]
+  return preprocess.to_float(dataset.train_x[idx], scale)
+
+
+def steps_per_epoch(train_config: ml_collections.ConfigDict, num_examples: int) -> int:
+  """`train.steps_per_epoch`, or one pass over `num_examples` when None."""
+  batch_size = train_config.batch_size
+  full = num_examples // batch_size
+  steps = train_config.get("steps_per_epoch")
+  if steps is None:
+    steps = full
+  if not 0 < steps <= full:
+    raise ValueError(f"train.steps_per_epoch={steps} must be in [1, {full}] (one pass over the "
+                     f"{num_examples} training examples in batches of {batch_size}); None = "
+                     f"{full}")
+  return int(steps)
+
+
+def optimizers(config: ml_collections.ConfigDict):
+  """(g_tx, d_tx, lr_schedule) from `config.optim` (Adam directions, per-epoch rate)."""
+  o = config.optim
+  weights = {p: o.get(f"historical_averaging_{p}", 0.0) for p in ("g", "d")}
+  for player, weight in weights.items():
+    if weight < 0:
+      raise ValueError(f"optim.historical_averaging_{player}={weight} must be >= 0 (0 = off)")
+  return (factory.build_optimizer(o, weights["g"]), factory.build_optimizer(o, weights["d"]),
+          factory.build_lr_schedule(o))
+
+
+def assemble(config: ml_collections.ConfigDict, dataset, variant: Variant, *,
+             arrays: Mapping[str, np.ndarray], streams: Mapping[str, tuple[str, str]],
+             epoch_plan, steps: int, init: np.ndarray, offered: tuple[str, ...]) -> Experiment:
+  """The `Experiment` of `variant`: its feeder (`config.data.feeder`), evaluators
+  (`config.evals`, of the kinds it `offered`) and the rest of the bundle."""
+  scale = config.data.scale
+  context = evaluators_lib.EvalContext(
+      variant_name=config.variant, variant=variant, dataset=dataset, scale=scale,
+      seed=config.seed, batch_size=config.train.batch_size, num_epochs=config.train.num_epochs)
+  return Experiment(
+      variant=variant,
+      feeder=input_pipeline.make_feeder(config.data.get("feeder", "auto"), arrays, streams,
+                                        scale),
+      epoch_plan=epoch_plan, steps_per_epoch=steps, init_batch=init,
+      evaluators=evaluators_lib.build(config.get("evals"), context, offered),
+      batch_size=config.train.batch_size, scale=scale, dataset=dataset)
+
+
+def check_feature_layer(discriminator, image_shape, fm_layer: int) -> None:
+  """Feature matching reads entry `fm_layer` of D's feature tuple: check it exists (traced only)."""
+  x = jax.ShapeDtypeStruct((2,) + tuple(image_shape), np.float32)
+  rngs = {k: jax.random.PRNGKey(0) for k in ("params", "noise", "dropout")}
+  (_, feats), _ = jax.eval_shape(
+      lambda x: discriminator.init_with_output(rngs, x, train=True), x)
+  n = len(feats)
+  if not -n <= fm_layer < n:
+    raise ValueError(f"loss.fm_layer={fm_layer} but the discriminator "
+                     f"{type(discriminator).__name__} exposes {n} feature layer(s) for feature "
+                     f"matching (valid: {-n}..{n - 1}); choose one of them or another "
+                     "loss.generator")
+
+
+def check_generator_loss(loss: ml_collections.ConfigDict) -> None:
+  """The G objective and one-sided label smoothing keys (clear errors at build time)."""
+  from itgan_jax.losses import gan as gan_losses  # pylint: disable=import-outside-toplevel
+  gan_losses.check_label_smoothing(loss.label_smoothing)
+  if loss.generator != "feature_matching":
+    gan_losses.make_generator_loss(loss.generator, loss.get("kl_target", 0.375))
+
+
+def get_option(cfg: Any, key: str, default):
+  """An optional config key (configs written before the key existed lack it)."""
+  return cfg.get(key, default) if hasattr(cfg, "get") else getattr(cfg, key, default)
