@@ -39,7 +39,8 @@ DEFAULTS = {  # dataset -> (epochs, batch size, learning rate, augment)
 }
 # CIFAR-10 epochs: 390 steps of 128 take about 0.39 s each on ONE CPU core (measured with
 # `taskset -c 1 ... --dataset=cifar10 --max_steps=300`: 300 steps in 125 s incl. compilation),
-# i.e. about 152 s per epoch, so 24 epochs train in about 61 minutes on one core.
+# i.e. about 152 s per epoch, so 24 epochs train in about 61 minutes on one core. The checked-in
+# weights: 24 epochs in 3408 s (142 s per epoch) on one core, test accuracy 0.8216 (RESULTS.md).
 
 
 def _augment(x: jax.Array, key: jax.Array) -> jax.Array:
