@@ -273,8 +273,14 @@ def train_and_evaluate(exp, config: ml_collections.ConfigDict, workdir: str,
           if any(e.due(epoch + 1) for e in exp.evaluators) or step == total_steps:
             writers.plot_curves(writer.records(), curve_keys, workdir / "curves.png")
         meta = {"epoch_sums": {}, "epoch_wall": 0.0}
-        if (epoch + 1) % config.checkpoint.every_epochs == 0 or step == total_steps:
+        if ((epoch + 1) % config.checkpoint.every_epochs == 0 or step == total_steps
+            or stop.signum is not None):
           save(step, meta)
+        if stop.signum is not None and step < total_steps:
+          raise KeyboardInterrupt(
+              f"stopped by {signal.Signals(stop.signum).name} at step {step} (end of epoch "
+              f"{epoch + 1}); checkpoint saved in {checkpointer.directory}. Rerun the same "
+              "command to resume.")
 
   finally:
     if progress is not None:

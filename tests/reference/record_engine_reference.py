@@ -3,7 +3,8 @@ r"""Records the numbers of tiny training runs, to pin the training engine's beha
   python -m tests.reference.record_engine_reference --data_dir=../shared/data \
       --out=tests/data/engine_reference.json
 
-Written once from the code before the engine refactor (issue 12); `tests/test_engine_reference.py`
+Written once from the code before the engine refactor (issue 12, commit 204966c, with this file
+copied in and `experiment.train` read as `loop.train_and_evaluate`); `tests/test_engine_reference.py`
 reruns the same runs and compares. Each run: one device, a tiny config, every record of
 `metrics.jsonl` (floats as exact reprs).
 """
@@ -18,6 +19,9 @@ import platform
 import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# As tests/conftest.py: XLA:CPU's kernels round differently with 8 fake devices (even on one of
+# them), so the reference is recorded under the test suite's flags.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 
 # name -> (config file, config argument, overrides); all on one device so results are bit-exact.
 RUNS = {
