@@ -25,6 +25,7 @@ demo: $(VENV)/.installed
 	  --config.data.dir=$(DATA_DIR) --config.data.allow_download=True
 
 test: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -n 2 --durations=15 $(PYTEST_ARGS)
 
 benchmark: $(VENV)/.installed

@@ -4,7 +4,9 @@ r"""Trains an experiment described by a config file.
   python -m itgan_jax.main --config=configs/mnist_ssl.py:labels=50 --config.train.num_epochs=10 \
       --workdir=runs/mnist_50
 
-Rerunning the same command resumes from the newest checkpoint in --workdir.
+Rerunning the same command resumes from the newest checkpoint in --workdir. Many hosts: run the
+same command on every host (README, "Many hosts"); `--coordinator_address`, `--num_processes`,
+`--process_id` or the usual environment start `jax.distributed`.
 """
 
 from __future__ import annotations
@@ -20,12 +22,21 @@ from ml_collections import config_flags
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and samples.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "many processes: host:port of process 0 (default: "
+    "$JAX_COORDINATOR_ADDRESS, or what jax.distributed detects on SLURM / Open MPI / TPU pods)")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "many processes: the job's processes "
+                                      "(default: $JAX_NUM_PROCESSES or detected)")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "many processes: this process's index "
+                                   "(default: $JAX_PROCESS_ID or detected)")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  from itgan_jax.train import distributed
+  distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)  # 1: no-op
   import jax  # after flag parsing, so XLA_FLAGS set by the caller apply.
 
   if not flags.FLAGS["verbosity"].present:

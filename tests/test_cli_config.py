@@ -85,7 +85,6 @@ def test_invalid_values_fail_with_clear_messages(shared_data_dir, key, value, me
     exp = experiment.build(config)
     # Some values are only used when the step is traced: trace one init + step.
     import jax
-    from itgan_jax.data import preprocess
     state = exp.variant.init(jax.random.PRNGKey(0), exp.init_batch)
     batch = exp.feeder.gather(exp.feeder.put(None), {k: v[0] for k, v in exp.epoch_plan(0).items()})
     jax.eval_shape(exp.variant.train_step, state, batch, jax.random.PRNGKey(1))

@@ -1,9 +1,9 @@
 """Tiny MNIST SSL runs equal the numbers recorded from the code before the engine refactor.
 
 `tests/data/engine_reference.json` was written by `tests/reference/record_engine_reference.py`
-at commit 204966c (before issue 12's refactor) under the suite's 8 fake devices. On a CPU of the recording model the comparison is
-exact (bit for bit); elsewhere XLA's kernels may round differently, so losses must agree to 1e-3
-and test error counts within 1% of the test set.
+at commit 204966c (before issue 12's refactor) under the suite's 8 fake devices. On a CPU of the
+recording model the comparison is exact (bit for bit); elsewhere XLA's kernels may round
+differently, so losses must agree to 1e-3 and test error counts within 1% of the test set.
 """
 
 from __future__ import annotations

@@ -14,11 +14,8 @@ import numpy as np
 import pytest
 
 from itgan_jax import experiment
-from itgan_jax import models
 from itgan_jax.optim import factory
 from itgan_jax.data.base import ArrayDataset
-from itgan_jax.data import preprocess
-from itgan_jax.nn.vbn import VirtualBatchNorm
 from itgan_jax.optim.historical_averaging import HistoricalAveragingState
 from tests.helpers import load_config
 
@@ -218,7 +215,6 @@ def test_tiny_minibatch_discrimination_run_one_chunk(tmp_path, rbg_prng):
   """configs/mnist_md.py:tiny with narrow networks: one jitted chunk of 1 iteration (D step with
   minibatch features on three pure batches + 3 minimax G steps, VBN generator), evaluation,
   samples, checkpoint."""
-  from itgan_jax.train import loop
   config = load_config("mnist_md", "tiny", **{
       "data.num_labeled": 100, "num_devices": 1, "log.progress": False, "log.tensorboard": False,
       "train.batch_size": 16, "train.steps_per_epoch": 1, "train.num_epochs": 1,

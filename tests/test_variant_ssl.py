@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from itgan_jax import experiment
-from itgan_jax.data import preprocess
 from tests.helpers import load_config
 
 

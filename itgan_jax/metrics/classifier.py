@@ -202,7 +202,7 @@ def load_weights(dataset: str, path: str | os.PathLike | None = None, *,
   different digest raise `WeightsError` with the command that (re)creates the file.
   `verify=False` skips the check (your own experimental weights; numbers then carry no guarantee).
   """
-  spec = _spec(dataset)
+  _spec(dataset)  # unknown datasets fail here with the list of known ones
   path = pathlib.Path(path) if path is not None else default_weights_path(dataset)
   if not path.is_file():
     raise WeightsError(

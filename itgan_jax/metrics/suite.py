@@ -1,10 +1,10 @@
 """All image metrics behind one call: `MetricSuite(metrics, reference)(samples) -> {name: float}`.
 
 Used by `python -m itgan_jax.evaluate` and by the config-scheduled metrics of training
-(`schedule.py`). Feature extractors are built once and the reference images' features/statistics
-are computed once per suite, so calling a suite every few epochs only pays for the samples.
+(`itgan_jax/evaluators/image_metrics.py`). Feature extractors are built once and the reference
+images' features/statistics are computed once per suite, so calling a suite every few epochs only pays for the samples.
 
-Metrics (names for `--metrics` / `config.eval.metrics`) and the keys they return:
+Metrics (names for `--metrics` / `config.evals.<name>.metrics`) and the keys they return:
 
   is             Inception score, 1008-way `logits_unbiased`, `is_splits` (10) contiguous splits
                  -> 'is', 'is_std'                                       (needs the 1008 head)
