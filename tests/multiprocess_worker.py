@@ -1,7 +1,9 @@
 """One process of the two-process test of itgan_jax.train.distributed (tests/test_distributed.py).
 
-Run as `python tests/multiprocess_worker.py COORDINATOR NUM_PROCESSES PROCESS_ID` in every process
-of the job (with tests/multiprocess.worker_env); prints one line `RESULT <json>` on success. The
+Run as `python tests/multiprocess_worker.py COORDINATOR NUM_PROCESSES PROCESS_ID [MODE]` in every
+process of the job (with tests/multiprocess.worker_env); prints one line `RESULT <json>` on success.
+MODE `env` passes the three values through JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES /
+JAX_PROCESS_ID instead of arguments; `fail` makes process 1 raise after the start. The
 data and the computation (`make_data`, `compute`) are importable so that the test computes the
 single-process reference with the same code.
 """
@@ -57,13 +59,29 @@ def compute(mesh, w, x, xi):
           "exact": np.asarray(exact).tolist()}
 
 
-def main(coordinator: str, num_processes: int, process_id: int) -> dict:
+def main(coordinator: str, num_processes: int, process_id: int, mode: str = "args") -> dict:
   from itgan_jax.train import distributed
 
-  started = distributed.initialize(coordinator, num_processes, process_id,
-                                   initialization_timeout=30, heartbeat_timeout_seconds=10,
-                                   shutdown_timeout_seconds=10)
+  timeouts = dict(initialization_timeout=30, heartbeat_timeout_seconds=10,
+                  shutdown_timeout_seconds=10)
+  if mode == "env":
+    os.environ.update(JAX_COORDINATOR_ADDRESS=coordinator, JAX_NUM_PROCESSES=str(num_processes),
+                      JAX_PROCESS_ID=str(process_id))
+    started = distributed.initialize(**timeouts)
+  else:
+    started = distributed.initialize(coordinator, num_processes, process_id,
+                                     local_device_count=2, **timeouts)
   import jax
+
+  # A second call with the same (or no) arguments is a no-op; other arguments are refused.
+  again = distributed.initialize(coordinator, num_processes, process_id, local_device_count=2)
+  try:
+    distributed.initialize(num_processes=num_processes + 1)
+    clash = None
+  except RuntimeError as e:
+    clash = str(e)
+  if mode == "fail" and process_id == 1:
+    raise RuntimeError("worker 1 fails on purpose")
   from jax.sharding import Mesh
   from itgan_jax.train import sharding as sharding_lib
 
@@ -75,7 +93,7 @@ def main(coordinator: str, num_processes: int, process_id: int) -> dict:
   w_global = distributed.replicated_array(w, mesh)
   out = compute(mesh, w_global, batch["x"], batch["xi"])
   out.update(
-      started=started, device_count=jax.device_count(), process_count=jax.process_count(),
+      started=started, again=again, clash=clash, device_count=jax.device_count(), process_count=jax.process_count(),
       process_index=jax.process_index(), is_main=distributed.is_main_process(),
       slice=[rows.start, rows.stop],
       shape=list(batch["x"].shape),
@@ -100,7 +118,7 @@ def main(coordinator: str, num_processes: int, process_id: int) -> dict:
 
 if __name__ == "__main__":
   try:
-    result = main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+    result = main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), *sys.argv[4:5])
     print("RESULT " + json.dumps(result), flush=True)
   except BaseException:  # noqa: BLE001 - exit at once, see below.
     traceback.print_exc()

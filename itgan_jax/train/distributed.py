@@ -28,7 +28,10 @@ feeds the rows of the batch that live on its own devices (`process_batch_slice`,
      server, which this module does not query: pass `auto_detect=True` there.
 
    Kubernetes Jobs (indexed, with the `kubernetes` package) and `mpi4py` are detected by JAX only
-   when `auto_detect=True`.
+   when `auto_detect=True`. A single process started directly inside a multi-task allocation (e.g.
+   a plain `python ...` in an `sbatch --ntasks=4` script, not under `srun`) also looks like a
+   launcher and would wait for peers that never come: pass `num_processes=1`
+   (`JAX_NUM_PROCESSES=1`) or `auto_detect=False` there.
 
 With one process (nothing set, or `num_processes=1`) `initialize` starts nothing and the program
 runs exactly as before. On CPU it selects gloo cross-process collectives (without them every jitted
@@ -203,9 +206,7 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     _set_local_device_count(local_device_count)
     return True
 
-  if num_processes == 1:
-    if process_id not in (None, 0):
-      raise ValueError(f"{name('process_id')}={process_id} but {name('num_processes')}=1")
+  if num_processes == 1:  # (process_id is None or 0, checked above)
     _set_local_device_count(local_device_count)
     return False
 
