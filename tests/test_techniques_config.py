@@ -15,19 +15,12 @@ import pytest
 
 from itgan_jax import experiment
 from itgan_jax.optim import factory
-from itgan_jax.data.base import ArrayDataset
 from itgan_jax.optim.historical_averaging import HistoricalAveragingState
-from tests.helpers import load_config
+from tests.helpers import fake_dataset, load_config
 
 
 def _fake_mnist(n_train=1000, n_test=200):
-  rng = np.random.RandomState(0)
-  return ArrayDataset(
-      name="mnist",
-      train_x=rng.randint(0, 256, (n_train, 28, 28, 1)).astype(np.uint8),
-      train_y=np.arange(n_train, dtype=np.int32) % 10,
-      test_x=rng.randint(0, 256, (n_test, 28, 28, 1)).astype(np.uint8),
-      test_y=np.arange(n_test, dtype=np.int32) % 10, num_classes=10)
+  return fake_dataset("mnist", (28, 28, 1), n_train, n_test)
 
 
 @pytest.fixture(autouse=True)

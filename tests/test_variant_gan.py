@@ -10,20 +10,14 @@ import numpy as np
 import pytest
 
 from itgan_jax import experiment
-from itgan_jax.data.base import ArrayDataset
 from itgan_jax.losses import gan as gan_losses
 from itgan_jax.train.checkpoint import Checkpointer
 from itgan_jax.variants import gan
-from tests.helpers import load_config
+from tests.helpers import fake_dataset, load_config
 
 
 def _fake_cifar(n_train=256, n_test=64):
-  rng = np.random.RandomState(0)
-  return ArrayDataset(
-      name="cifar10", train_x=rng.randint(0, 256, (n_train, 32, 32, 3)).astype(np.uint8),
-      train_y=np.arange(n_train, dtype=np.int32) % 10,
-      test_x=rng.randint(0, 256, (n_test, 32, 32, 3)).astype(np.uint8),
-      test_y=np.arange(n_test, dtype=np.int32) % 10, num_classes=10)
+  return fake_dataset("cifar10", (32, 32, 3), n_train, n_test)
 
 
 @pytest.fixture(autouse=True)

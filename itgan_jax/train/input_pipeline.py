@@ -45,8 +45,8 @@ def _to_batch(values: dict, streams, scale: str) -> dict:
           else values[key] for key in streams}
 
 
-class DeviceFeeder:
-  """Gathers training batches on device from index plans `{stream: (steps, batch) int32}`."""
+class _Feeder:
+  """The host arrays, the variant's streams and the pixel scale (shared by both feeders)."""
 
   def __init__(self, arrays: Mapping[str, np.ndarray], streams: Mapping[str, tuple[str, str]],
                scale: str):
@@ -54,6 +54,10 @@ class DeviceFeeder:
     self.host_arrays = dict(arrays)
     self.streams = dict(streams)
     self.scale = scale
+
+
+class DeviceFeeder(_Feeder):
+  """Gathers training batches on device from index plans `{stream: (steps, batch) int32}`."""
 
   def put(self, mesh_or_sharding) -> dict[str, jax.Array]:
     """Copies the arrays to the devices (replicated) once."""
@@ -75,15 +79,8 @@ class DeviceFeeder:
   gather = batch
 
 
-class HostFeeder:
+class HostFeeder(_Feeder):
   """Gathers each process's share of every batch on the host (see the module docstring)."""
-
-  def __init__(self, arrays: Mapping[str, np.ndarray], streams: Mapping[str, tuple[str, str]],
-               scale: str):
-    _check_streams(arrays, streams)
-    self.host_arrays = dict(arrays)
-    self.streams = dict(streams)
-    self.scale = scale
 
   def put(self, mesh_or_sharding) -> dict[str, jax.Array]:
     """Nothing lives on the devices between chunks."""
