@@ -32,6 +32,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from itgan_jax.nn import conv as conv_lib
 from itgan_jax.nn.batchnorm import BatchStatNorm
 from itgan_jax.nn.minibatch import MinibatchDiscrimination
 from itgan_jax.nn.noise import GaussianNoise
@@ -109,10 +110,7 @@ class HalfDeconv(nn.Module):
     kh, kw = self.kernel_size
     w = self.param("kernel", nn.initializers.normal(self.kernel_init_std),
                    (kh, kw, x.shape[-1], self.features))
-    s = self.strides
-    pads = tuple((k - 1 - k // 2, k - 1 - k // 2 + s - 1) for k in (kh, kw))
-    y = jax.lax.conv_general_dilated(x, jnp.flip(w, (0, 1)), (1, 1), pads, lhs_dilation=(s, s),
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    y = conv_lib.conv_transpose2d(x, w, (self.strides, self.strides))
     if self.use_bias:
       y = y + self.param("bias", nn.initializers.zeros, (self.features,))
     return y

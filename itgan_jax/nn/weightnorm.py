@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from itgan_jax.nn import conv as conv_lib
+
 Initializer = Callable[..., jax.Array]
 PaddingLike = str | int | Sequence[tuple[int, int]]
 
@@ -145,9 +147,12 @@ class WNConv(_WNBase):
                          f"{self.padding!r}")
     v = self.param("kernel", self._kernel_init(), (kh, kw, x.shape[-1], self.features))
 
-    def conv(w):
-      return jax.lax.conv_general_dilated(x, w, strides, padding,
-                                          dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    if isinstance(padding, str):
+      padding = jax.lax.padtype_to_pads(x.shape[1:3], (kh, kw), strides, padding)
+    padding = tuple(tuple(pair) for pair in padding)
+
+    def conv(w):  # canonical forward and backward convolutions (nn/conv.py)
+      return conv_lib.conv2d(x, w, strides, padding)
     return self._normalise_and_scale(v, conv, norm_axes=(0, 1, 2), stat_axes=(0, 1, 2))
 
 
@@ -175,14 +180,9 @@ class WNConvTranspose(_WNBase):
       raise ValueError(f"WNConvTranspose needs odd kernel sizes for an output of exactly "
                        f"strides * input ('half' padding), got {(kh, kw)}")
     v = self.param("kernel", self._kernel_init(), (kh, kw, x.shape[-1], self.features))
-    # Transpose of a stride-s conv padded by p = k // 2: dilate the input by s and pad by
-    # (k - 1 - p, k - 1 - p + s - 1), which maps H -> s * H for odd k.
-    pads = tuple((k - 1 - k // 2, k - 1 - k // 2 + s - 1) for k, s in ((kh, sh), (kw, sw)))
 
-    def deconv(w):
-      return jax.lax.conv_general_dilated(x, jnp.flip(w, (0, 1)), (1, 1), pads,
-                                          lhs_dilation=(sh, sw),
-                                          dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    def deconv(w):  # H -> s * H for odd k (nn/conv.py)
+      return conv_lib.conv_transpose2d(x, w, (sh, sw))
     return self._normalise_and_scale(v, deconv, norm_axes=(0, 1, 2), stat_axes=(0, 1, 2))
 
 
