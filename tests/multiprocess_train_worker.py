@@ -5,11 +5,16 @@
 Trains the tiny MNIST SSL config in WORKDIR (resuming if it has checkpoints) on all devices of
 the job, then process 0 writes the final D and G parameters to OUT.npz. With COORDINATOR NUM PID
 the process first joins a `jax.distributed` job (2 CPU devices per process, host feeder).
+
+`ITGAN_TEST_SIGTERM=PROCESS:STEP` makes process PROCESS (only) send itself SIGTERM once a chunk
+ends at or after STEP; every process then stops at the same step with a checkpoint (loop
+`_StopRequest.agreed`), prints `STOPPED <message>` and exits 0 without writing OUT.npz.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import traceback
 
@@ -26,7 +31,21 @@ def main(argv):
   config = load_config("mnist_ssl", "tiny", **{
       "data.dir": data_dir, "log.progress": False, "log.print_epochs": False,
       "evals.test_error.max_examples": 500})
-  record = experiment.train(config, workdir)
+  signal_at = os.environ.get("ITGAN_TEST_SIGTERM")
+  sent = []
+
+  def chunk_callback(step):
+    if signal_at and not sent:
+      process, at = (int(v) for v in signal_at.split(":"))
+      if jax.process_index() == process and step >= at:
+        sent.append(step)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+  try:
+    record = experiment.train(config, workdir, chunk_callback=chunk_callback)
+  except KeyboardInterrupt as e:
+    print(f"STOPPED {e}", flush=True)
+    return
   exp = experiment.build(config)
   from itgan_jax.train import loop
   from itgan_jax.train.checkpoint import Checkpointer

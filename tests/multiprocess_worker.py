@@ -87,10 +87,10 @@ def main(coordinator: str, num_processes: int, process_id: int, mode: str = "arg
 
   mesh = sharding_lib.make_mesh()
   x, w, xi = make_data()
-  rows = distributed.process_batch_slice(BATCH, mesh)
+  rows = sharding_lib.process_batch_slice(BATCH, mesh)
   local = {"x": x[:, rows], "xi": xi[:, rows]}
-  batch = distributed.global_batch_array(local, mesh, batch_axis=1)
-  w_global = distributed.replicated_array(w, mesh)
+  batch = sharding_lib.global_batch_array(local, mesh, batch_axis=1)
+  w_global = sharding_lib.replicated_array(w, mesh)
   out = compute(mesh, w_global, batch["x"], batch["xi"])
   out.update(
       started=started, again=again, clash=clash, device_count=jax.device_count(), process_count=jax.process_count(),
@@ -105,9 +105,9 @@ def main(coordinator: str, num_processes: int, process_id: int, mode: str = "arg
       replicated_sharding=str(w_global.sharding.spec))
   devs = jax.devices()
   interleaved = Mesh(np.asarray([devs[0], devs[2], devs[1], devs[3]]), (sharding_lib.DATA_AXIS,))
-  for key, fn in (("interleaved_error", lambda: distributed.process_batch_slice(BATCH, interleaved)),
+  for key, fn in (("interleaved_error", lambda: sharding_lib.process_batch_slice(BATCH, interleaved)),
                   ("wrong_rows_error",
-                   lambda: distributed.global_batch_array(x[:, :3], mesh, batch_axis=1))):
+                   lambda: sharding_lib.global_batch_array(x[:, :3], mesh, batch_axis=1))):
     try:
       fn()
       out[key] = None

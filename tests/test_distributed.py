@@ -94,35 +94,35 @@ def test_launcher_environment_is_detected(clean_env):
 def test_process_batch_slice_one_process_is_the_whole_batch():
   mesh = sharding_lib.make_mesh()
   assert mesh.devices.size == 8
-  assert distributed.process_batch_slice(16, mesh) == slice(0, 16)
-  assert distributed.process_batch_slice(8, sharding_lib.make_mesh(4)) == slice(0, 8)
+  assert sharding_lib.process_batch_slice(16, mesh) == slice(0, 16)
+  assert sharding_lib.process_batch_slice(8, sharding_lib.make_mesh(4)) == slice(0, 8)
   with pytest.raises(ValueError, match=r"global batch 12 is not a positive multiple of the "
                                        r"mesh's 8 data shards"):
-    distributed.process_batch_slice(12, mesh)
+    sharding_lib.process_batch_slice(12, mesh)
 
 
 def test_global_batch_array_one_process():
   mesh = sharding_lib.make_mesh()
   x = np.arange(3 * 16 * 2, dtype=np.float32).reshape(3, 16, 2)
   plan = {"x": x, "idx": np.arange(3 * 16, dtype=np.int32).reshape(3, 16)}
-  out = distributed.global_batch_array(plan, mesh, batch_axis=1)
+  out = sharding_lib.global_batch_array(plan, mesh, batch_axis=1)
   for key in plan:
     assert out[key].shape == plan[key].shape
     assert out[key].sharding.is_equivalent_to(sharding_lib.batch_sharded(mesh, 1), plan[key].ndim)
     np.testing.assert_array_equal(np.asarray(out[key]), plan[key])
-  flat = distributed.global_batch_array(x[0], mesh)
+  flat = sharding_lib.global_batch_array(x[0], mesh)
   assert flat.sharding.spec == sharding_lib.batch_sharded(mesh, 0).spec
   with pytest.raises(ValueError, match=r"12 local rows along axis 0 do not split over this "
                                        r"process's 8 of the mesh's 8 data shards"):
-    distributed.global_batch_array(x[0, :12], mesh)
+    sharding_lib.global_batch_array(x[0, :12], mesh)
   with pytest.raises(ValueError, match=r"no batch axis 1"):
-    distributed.global_batch_array(np.zeros(4), mesh, batch_axis=1)
+    sharding_lib.global_batch_array(np.zeros(4), mesh, batch_axis=1)
 
 
 def test_replicated_array_one_process():
   mesh = sharding_lib.make_mesh()
   tree = {"w": np.arange(6.0).reshape(2, 3), "step": 3, "lr": 0.5}
-  out = distributed.replicated_array(tree, mesh)
+  out = sharding_lib.replicated_array(tree, mesh)
   assert out["w"].dtype == np.float32 and out["step"].shape == ()
   for key in tree:
     assert out[key].sharding.is_fully_replicated
@@ -134,8 +134,8 @@ def _reference():
   """The worker's computation in this single process on 4 devices."""
   mesh = sharding_lib.make_mesh(4)
   x, w, xi = worker.make_data()
-  batch = distributed.global_batch_array({"x": x, "xi": xi}, mesh, batch_axis=1)
-  return worker.compute(mesh, distributed.replicated_array(w, mesh), batch["x"], batch["xi"])
+  batch = sharding_lib.global_batch_array({"x": x, "xi": xi}, mesh, batch_axis=1)
+  return worker.compute(mesh, sharding_lib.replicated_array(w, mesh), batch["x"], batch["xi"])
 
 
 def _worker_argv(port, modes):

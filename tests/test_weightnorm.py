@@ -62,7 +62,7 @@ def _deconv_input(seed):
 
 
 def _out_shape(layer, x):
-  return jax.eval_shape(lambda: layer.init_with_output(jax.random.PRNGKey(0), x)[0]).shape
+  return jax.eval_shape(lambda x: layer.init_with_output(jax.random.PRNGKey(0), x)[0], x).shape
 
 
 def _variables(layer, x, seed=0):

@@ -56,8 +56,8 @@ class ClassifierError(Scheduled):
 
   def prepare(self, mesh) -> None:
     repl = sharding_lib.replicated(mesh)
-    self._x = sharding_lib.put_replicated(self._x, mesh)
-    self._y = sharding_lib.put_replicated(self._y, mesh)
+    self._x = sharding_lib.replicated_array(self._x, mesh)
+    self._y = sharding_lib.replicated_array(self._y, mesh)
 
     def evaluate(state, x, y):
       return {"test_errors_ema": count_errors(self._classify, state, x, y, self._batch_size, True),

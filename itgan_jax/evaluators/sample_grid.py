@@ -30,7 +30,7 @@ class SampleGrid(Scheduled):
 
   def prepare(self, mesh) -> None:
     repl = sharding_lib.replicated(mesh)
-    self._z = sharding_lib.put_replicated(np.asarray(self._z), mesh)
+    self._z = sharding_lib.replicated_array(np.asarray(self._z), mesh)
     self._fn = jax.jit(self._variant.generate, out_shardings=repl)
 
   def __call__(self, state, epoch: int) -> EvalOutput:

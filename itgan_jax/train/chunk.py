@@ -83,7 +83,7 @@ def init_state(exp, mesh, seed: int):
   """The fresh replicated state the loop starts from: `variant.init(fold_in(PRNGKey(seed), 0),
   exp.init_batch)`."""
   repl = sharding_lib.replicated(mesh)
-  init_batch = sharding_lib.put_replicated(exp.init_batch, mesh)
+  init_batch = sharding_lib.replicated_array(exp.init_batch, mesh)
   return jax.jit(exp.variant.init, out_shardings=repl)(
       jax.random.fold_in(jax.random.PRNGKey(seed), 0), init_batch)
 

@@ -45,6 +45,13 @@ def _to_batch(values: dict, streams, scale: str) -> dict:
           else values[key] for key in streams}
 
 
+def _local_rows_to_global(plan: dict, mesh, take_rows):
+  """`take_rows(plan, rows)` -> this process's rows of the chunk's batches (axis 1), assembled
+  into global arrays sharded over the mesh's data axis."""
+  rows = sharding_lib.process_batch_slice(next(iter(plan.values())).shape[1], mesh)
+  return sharding_lib.global_batch_array(take_rows(plan, rows), mesh, batch_axis=1)
+
+
 class _Feeder:
   """The host arrays, the variant's streams and the pixel scale (shared by both feeders)."""
 
@@ -59,15 +66,17 @@ class _Feeder:
 class DeviceFeeder(_Feeder):
   """Gathers training batches on device from index plans `{stream: (steps, batch) int32}`."""
 
-  def put(self, mesh_or_sharding) -> dict[str, jax.Array]:
-    """Copies the arrays to the devices (replicated) once."""
-    return {k: sharding_lib.put_replicated(v, mesh_or_sharding)
-            for k, v in self.host_arrays.items()}
+  def put(self, mesh) -> dict[str, jax.Array]:
+    """Copies the arrays to the devices of `mesh` (replicated) once; `None`: the default device."""
+    if mesh is None:
+      return jax.device_put(self.host_arrays)
+    return sharding_lib.replicated_array(self.host_arrays, mesh)
 
   def chunk_inputs(self, plan_chunk: Mapping[str, np.ndarray], mesh) -> dict:
-    """The chunk's index plan, sharded along its batch axis (axis 1)."""
-    return sharding_lib.global_batch(
-        {k: np.asarray(v, np.int32) for k, v in plan_chunk.items()}, mesh, batch_axis=1)
+    """The chunk's index plan (the same on every process), sharded along its batch axis (1)."""
+    return _local_rows_to_global(
+        {k: np.asarray(v, np.int32) for k, v in plan_chunk.items()}, mesh,
+        lambda plan, rows: {k: v[:, rows] for k, v in plan.items()})
 
   def batch(self, arrays: Mapping[str, jax.Array], idx: Mapping[str, jax.Array]) -> dict:
     """One step's batch from its plan row: images as model-range floats, labels as int32."""
@@ -82,17 +91,17 @@ class DeviceFeeder(_Feeder):
 class HostFeeder(_Feeder):
   """Gathers each process's share of every batch on the host (see the module docstring)."""
 
-  def put(self, mesh_or_sharding) -> dict[str, jax.Array]:
+  def put(self, mesh) -> dict[str, jax.Array]:
     """Nothing lives on the devices between chunks."""
-    del mesh_or_sharding
+    del mesh
     return {}
 
   def chunk_inputs(self, plan_chunk: Mapping[str, np.ndarray], mesh) -> dict:
     """uint8 / int32 batches `(steps, batch, ...)`; this process gathers only its own rows."""
-    rows = sharding_lib.process_rows(next(iter(plan_chunk.values())).shape[1], mesh)
-    local = {key: self.host_arrays[name][np.asarray(plan_chunk[stream])[:, rows]]
-             for key, (name, stream) in self.streams.items()}
-    return sharding_lib.global_batch(local, mesh, batch_axis=1, local=True)
+    plan = {stream: np.asarray(v) for stream, v in plan_chunk.items()}
+    return _local_rows_to_global(
+        plan, mesh, lambda _, rows: {key: self.host_arrays[name][plan[stream][:, rows]]
+                                     for key, (name, stream) in self.streams.items()})
 
   def batch(self, arrays: Mapping[str, jax.Array], values: Mapping[str, jax.Array]) -> dict:
     del arrays

@@ -41,7 +41,15 @@ class NonFiniteLossError(RuntimeError):
 
 
 class _StopRequest:
-  """Turns SIGTERM/SIGINT into a flag checked between chunks (a second SIGINT aborts at once)."""
+  """Turns SIGTERM/SIGINT into a flag checked between chunks (a second SIGINT aborts at once).
+
+  With several processes a signal may reach only some of them (a scheduler preempting one host,
+  Ctrl-C in one terminal), while a checkpoint save is a collective every process must make. So
+  the decision is taken together: `agreed()` is called by every process after every chunk and
+  all-gathers the local flags (one tiny cross-process collective), and every process stops at
+  the same step when any of them was signalled. The handler replaces JAX's preemption notifier
+  for SIGTERM (distributed.py), so SIGINT and SIGTERM behave alike on one process or many.
+  """
 
   def __init__(self):
     self.signum = None
@@ -61,6 +69,15 @@ class _StopRequest:
     self.signum = signum
     logging.warning("received %s: saving a checkpoint at the next chunk boundary",
                     signal.Signals(signum).name)
+
+  def agreed(self) -> int | None:
+    """The signal any process of the job received (the same answer in every process), or None.
+    Every process must call it at the same points (here: after every chunk)."""
+    signum = self.signum or 0
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+      signum = int(np.max(multihost_utils.process_allgather(np.int32(signum))))
+    return signum or None
 
   def __exit__(self, *exc):
     for sig, handler in self._previous.items():
@@ -236,11 +253,12 @@ def train_and_evaluate(exp, config: ml_collections.ConfigDict, workdir: str,
             progress.update(n)
           if chunk_callback is not None:
             chunk_callback(step)
-          if stop.signum is not None and in_epoch < spe:
+          stop_signal = stop.agreed()
+          if stop_signal is not None and in_epoch < spe:
             meta = {"epoch_sums": sums, "epoch_wall": wall + time.time() - t_epoch}
             save(step, meta)
             raise KeyboardInterrupt(
-                f"stopped by {signal.Signals(stop.signum).name} at step {step}; checkpoint saved "
+                f"stopped by {signal.Signals(stop_signal).name} at step {step}; checkpoint saved "
                 f"in {checkpointer.directory}. Rerun the same command to resume.")
         epoch_time = wall + time.time() - t_epoch
 
@@ -274,11 +292,11 @@ def train_and_evaluate(exp, config: ml_collections.ConfigDict, workdir: str,
             writers.plot_curves(writer.records(), curve_keys, workdir / "curves.png")
         meta = {"epoch_sums": {}, "epoch_wall": 0.0}
         if ((epoch + 1) % config.checkpoint.every_epochs == 0 or step == total_steps
-            or stop.signum is not None):
+            or stop_signal is not None):
           save(step, meta)
-        if stop.signum is not None and step < total_steps:
+        if stop_signal is not None and step < total_steps:
           raise KeyboardInterrupt(
-              f"stopped by {signal.Signals(stop.signum).name} at step {step} (end of epoch "
+              f"stopped by {signal.Signals(stop_signal).name} at step {step} (end of epoch "
               f"{epoch + 1}); checkpoint saved in {checkpointer.directory}. Rerun the same "
               "command to resume.")
 

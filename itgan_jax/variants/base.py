@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -19,19 +20,46 @@ from itgan_jax import evaluators as evaluators_lib
 from itgan_jax.data import preprocess
 from itgan_jax.models.latent import sample_latent
 from itgan_jax.optim import factory
-from itgan_jax.train import input_pipeline
+from itgan_jax.train import input_pipeline, players
 from itgan_jax.train.contract import Experiment, Variant
+from itgan_jax.train.state import TrainState
 
 __all__ = ["Experiment", "Variant", "VariantBase", "init_batch", "steps_per_epoch",
            "optimizers", "assemble"]
 
 
 class VariantBase:
-  """Defaults of the contract for one-phase variants with a latent-driven generator.
+  """Defaults of the contract for one-phase variants with a latent-driven generator, and the
+  G-and-D mechanics every such game shares (initialise both players, a training-mode batch of G,
+  a training-mode pass of D with its noise and dropout streams).
 
-  Subclasses set `latent_dim`, `latent_dist` (see `models.latent.sample_latent`) and `generator`.
+  Subclasses set `latent_dim`, `latent_dist` (see `models.latent.sample_latent`), `batch_size`,
+  `generator`, `discriminator`, `g_tx` and `d_tx`.
   """
   phase_starts: tuple[int, ...] = ()
+
+  def init_players(self, rng: jax.Array, x_init: jax.Array, *, g_ema: str | None = None,
+                   d_ema: str | None = None) -> TrainState:
+    """Both players (G on a latent batch, D's data-dependent init on `x_init`) and the run's key;
+    `g_ema` / `d_ema`: None, 'zeros' or 'copy' (`players.init_player`)."""
+    k_g, k_gn, k_z, k_d, k_dn, k_dd, k_run = jax.random.split(rng, 7)
+    z = self.sample_latent(k_z, self.batch_size)
+    g = players.init_player(self.generator, {"params": k_g, "noise": k_gn, "vbn": k_gn}, z,
+                            self.g_tx, ema=g_ema, train=True)
+    d = players.init_player(self.discriminator, {"params": k_d, "noise": k_dn, "dropout": k_dd},
+                            x_init, self.d_tx, ema=d_ema, train=True)
+    return TrainState(step=jnp.zeros([], jnp.int32), rng=k_run, g=g, d=d)
+
+  def generate_batch(self, g_params, g_constants, rng: jax.Array) -> jax.Array:
+    """`batch_size` samples of G (training mode: batch statistics) for fresh latents."""
+    z = self.sample_latent(rng, self.batch_size)
+    return self.generator.apply({"params": g_params, **g_constants}, z, train=True)
+
+  def discriminate_train(self, d_params, d_constants, x: jax.Array, rng: jax.Array):
+    """D's training-mode output on `x` (its input noise and dropout drawn from `rng`)."""
+    k_noise, k_drop = jax.random.split(rng)
+    return self.discriminator.apply({"params": d_params, **d_constants}, x, train=True,
+                                    rngs={"noise": k_noise, "dropout": k_drop})
 
   def phase_train_step(self, phase: int):
     if phase:

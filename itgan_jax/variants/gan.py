@@ -112,39 +112,24 @@ class UnsupervisedGAN(base.VariantBase):
   # ------------------------------------------------------------------------------------------
   def init(self, rng: jax.Array, x_init: jax.Array) -> TrainState:
     """Both players; data-dependent init of D's weight-norm layers on `x_init`."""
-    k_g, k_gn, k_z, k_d, k_dn, k_dd, k_run = jax.random.split(rng, 7)
-    z = self.sample_latent(k_z, self.batch_size)
-    g = players.init_player(self.generator, {"params": k_g, "noise": k_gn, "vbn": k_gn}, z,
-                            self.g_tx, ema="copy" if self.g_ema_rate else None, train=True)
-    d = players.init_player(self.discriminator, {"params": k_d, "noise": k_dn, "dropout": k_dd},
-                            x_init, self.d_tx, train=True)
-    return TrainState(step=jnp.zeros([], jnp.int32), rng=k_run, g=g, d=d)
-
-  def _generate(self, g: Player, rng):
-    z = self.sample_latent(rng, self.batch_size)
-    return self.generator.apply({"params": g.params, **g.constants}, z, train=True)
-
-  def _discriminate(self, d_params, d_consts, x, rng):
-    k_noise, k_drop = jax.random.split(rng)
-    return self.discriminator.apply({"params": d_params, **d_consts}, x, train=True,
-                                    rngs={"noise": k_noise, "dropout": k_drop})
+    return self.init_players(rng, x_init, g_ema="copy" if self.g_ema_rate else None)
 
   def discriminator_update(self, state: TrainState, batch: dict, rng, lr
                            ) -> tuple[Player, dict]:
     """D's update on a real batch and a batch of the current G."""
     k_z, k_real, k_gen = jax.random.split(rng, 3)
-    x_gen = jax.lax.stop_gradient(self._generate(state.g, k_z))
+    x_gen = jax.lax.stop_gradient(self.generate_batch(state.g.params, state.g.constants, k_z))
     d = state.d
 
     def loss_fn(params):
       if getattr(self.discriminator, "batch_independent", False):
         # Examples are independent: one call on both batches equals two calls.
-        logits, _ = self._discriminate(params, d.constants,
+        logits, _ = self.discriminate_train(params, d.constants,
                                        jnp.concatenate([batch["x"], x_gen]), k_real)
         d_real, d_fake = jnp.split(real_logit(logits), 2)
       else:  # minibatch features: statistics within each pure batch (papers.md A.1)
-        d_real = real_logit(self._discriminate(params, d.constants, batch["x"], k_real)[0])
-        d_fake = real_logit(self._discriminate(params, d.constants, x_gen, k_gen)[0])
+        d_real = real_logit(self.discriminate_train(params, d.constants, batch["x"], k_real)[0])
+        d_fake = real_logit(self.discriminate_train(params, d.constants, x_gen, k_gen)[0])
       loss = gan_losses.discriminator_gan_loss(d_real, d_fake, real_target=self.label_smoothing)
       aux = dict(loss_d=loss, d_real=jnp.mean(jax.nn.sigmoid(d_real)),
                  d_fake=jnp.mean(jax.nn.sigmoid(d_fake)))
@@ -158,12 +143,12 @@ class UnsupervisedGAN(base.VariantBase):
     """One G update against `d`; the G EMA (if any) follows the updated parameters."""
     k_z, k_real, k_gen = jax.random.split(rng, 3)
     if self.generator_loss == "feature_matching":
-      _, feats_real = self._discriminate(d.params, d.constants, batch["x_fm"], k_real)
+      _, feats_real = self.discriminate_train(d.params, d.constants, batch["x_fm"], k_real)
       feat_real = jax.lax.stop_gradient(feats_real[self.fm_layer])
 
     def loss_fn(params):
-      x_gen = self._generate(g.replace(params=params), k_z)
-      logits, feats_gen = self._discriminate(d.params, d.constants, x_gen, k_gen)
+      x_gen = self.generate_batch(params, g.constants, k_z)
+      logits, feats_gen = self.discriminate_train(d.params, d.constants, x_gen, k_gen)
       if self.generator_loss == "feature_matching":
         return fm_lib.feature_matching_loss(feat_real, feats_gen[self.fm_layer],
                                             distance=self.fm_distance)

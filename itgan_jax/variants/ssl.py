@@ -24,7 +24,6 @@ from itgan_jax.data import ssl as ssl_data
 from itgan_jax.losses import feature_matching as fm_lib
 from itgan_jax.losses import gan as gan_losses
 from itgan_jax.losses import ssl as ssl_losses
-from itgan_jax.models.latent import sample_latent
 from itgan_jax.train import players
 from itgan_jax.train.state import Player, TrainState
 from itgan_jax.variants import base
@@ -99,43 +98,28 @@ class SemiSupervisedGAN(base.VariantBase):
   # ------------------------------------------------------------------------------------------
   def init(self, rng: jax.Array, x_init: jax.Array) -> TrainState:
     """Initialises both players; D's weight-norm layers use data-dependent init on `x_init`."""
-    k_g, k_gn, k_z, k_d, k_dn, k_dd, k_run = jax.random.split(rng, 7)
-    z = sample_latent(k_z, self.batch_size, self.latent_dim, self.latent_dist)
-    g = players.init_player(self.generator, {"params": k_g, "noise": k_gn, "vbn": k_gn}, z,
-                            self.g_tx, train=True)
     ema = ("zeros" if self.ema_zero_init else "copy") if self.ema_rate else None
-    d = players.init_player(self.discriminator, {"params": k_d, "noise": k_dn, "dropout": k_dd},
-                            x_init, self.d_tx, ema=ema, train=True)
-    return TrainState(step=jnp.zeros([], jnp.int32), rng=k_run, g=g, d=d)
+    return self.init_players(rng, x_init, d_ema=ema)
 
   # ------------------------------------------------------------------------------------------
-  def _generate(self, g_params, g_consts, rng):
-    z = sample_latent(rng, self.batch_size, self.latent_dim, self.latent_dist)
-    return self.generator.apply({"params": g_params, **g_consts}, z, train=True)
-
-  def _discriminate(self, d_params, d_consts, x, rng):
-    k_noise, k_drop = jax.random.split(rng)
-    return self.discriminator.apply({"params": d_params, **d_consts}, x, train=True,
-                                    rngs={"noise": k_noise, "dropout": k_drop})
-
   def discriminator_update(self, state: TrainState, batch: dict, rng, lr
                            ) -> tuple[Player, dict]:
     """D's update on (labeled, unlabeled, generated) batches; its EMA reads the pre-step D."""
     k_z, k_lab, k_unl, k_gen = jax.random.split(rng, 4)
-    x_gen = jax.lax.stop_gradient(self._generate(state.g.params, state.g.constants, k_z))
+    x_gen = jax.lax.stop_gradient(self.generate_batch(state.g.params, state.g.constants, k_z))
     d = state.d
 
     def loss_fn(params):
       if getattr(self.discriminator, "batch_independent", False):
         # D treats examples independently (no batch statistics), so one call on the three
         # batches stacked equals the official three calls, with 3x larger matrix products.
-        logits, _ = self._discriminate(
+        logits, _ = self.discriminate_train(
             params, d.constants, jnp.concatenate([batch["x_lab"], batch["x_unl"], x_gen]), k_lab)
         logits_lab, logits_unl, logits_gen = jnp.split(logits, 3)
       else:  # batch-dependent layers (minibatch features): statistics within each pure batch.
-        logits_lab, _ = self._discriminate(params, d.constants, batch["x_lab"], k_lab)
-        logits_unl, _ = self._discriminate(params, d.constants, batch["x_unl"], k_unl)
-        logits_gen, _ = self._discriminate(params, d.constants, x_gen, k_gen)
+        logits_lab, _ = self.discriminate_train(params, d.constants, batch["x_lab"], k_lab)
+        logits_unl, _ = self.discriminate_train(params, d.constants, batch["x_unl"], k_unl)
+        logits_gen, _ = self.discriminate_train(params, d.constants, x_gen, k_gen)
       if self.label_smoothing == 1.0:
         loss, aux = ssl_losses.discriminator_loss(
             logits_lab, batch["y_lab"], logits_unl, logits_gen, self.unlabeled_weight)
@@ -161,12 +145,12 @@ class SemiSupervisedGAN(base.VariantBase):
     """One G update against discriminator `d`; returns the new G and its loss."""
     k_z, k_real, k_gen = jax.random.split(rng, 3)
     if self.generator_loss == "feature_matching":
-      _, feats_real = self._discriminate(d.params, d.constants, batch["x_unl2"], k_real)
+      _, feats_real = self.discriminate_train(d.params, d.constants, batch["x_unl2"], k_real)
       feat_real = jax.lax.stop_gradient(feats_real[self.fm_layer])
 
     def loss_fn(params):
-      x_gen = self._generate(params, g.constants, k_z)
-      logits_gen, feats_gen = self._discriminate(d.params, d.constants, x_gen, k_gen)
+      x_gen = self.generate_batch(params, g.constants, k_z)
+      logits_gen, feats_gen = self.discriminate_train(d.params, d.constants, x_gen, k_gen)
       if self.generator_loss == "feature_matching":
         return fm_lib.feature_matching_loss(feat_real, feats_gen[self.fm_layer],
                                             distance=self.fm_distance)
