@@ -12,6 +12,7 @@ same command on every host (README, "Many hosts"); `--coordinator_address`, `--n
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 from absl import app
@@ -53,9 +54,9 @@ def main(argv):
     config = _CONFIG.value
     exp = experiment.build(config)
     record = loop.train_and_evaluate(exp, config, _WORKDIR.value)
-  except KeyboardInterrupt as e:
+  except KeyboardInterrupt as e:  # exit status 128 + signal: 143 for SIGTERM, 130 for SIGINT
     print(str(e) or "interrupted; rerun the same command to resume", file=sys.stderr)
-    sys.exit(130)
+    sys.exit(128 + getattr(e, "signum", signal.SIGINT))
   except (loop.NonFiniteLossError, ValueError, RuntimeError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)

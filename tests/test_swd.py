@@ -93,12 +93,36 @@ def test_descriptors_match_reference(res):
 
 
 def test_descriptor_patch_content():
-  """A descriptor is the (C, 7, 7) window of its own image around its centre."""
+  """A descriptor is the (C, 7, 7) window of its own image around its centre, transposed: the
+  official component (c, a, b) is the pixel at row cy + b - 3, column cx + a - 3."""
   x = _images(3, 2, 32)
   pos = [(np.full(2, 5), np.full(2, 20)), (np.full(2, 3), np.full(2, 12))]
   desc = S.swd_descriptors(x, None, descriptors_per_image=1, positions=pos)
   level0 = np.asarray(S.laplacian_pyramid(x, 2)[0])
-  np.testing.assert_allclose(desc[0][1], level0[1, 2:9, 17:24, :].transpose(2, 0, 1), atol=1e-5)
+  np.testing.assert_allclose(desc[0][1], level0[1, 2:9, 17:24, :].transpose(2, 1, 0), atol=1e-5)
+
+
+def test_descriptors_follow_the_official_flat_indexing():
+  """Independent loop over official `get_descriptors_for_minibatch`: nhood, chan, x, y =
+  ogrid[0:N, 0:C, -H:H+1, -H:H+1]; x += column centre, y += row centre;
+  idx = ((img * C + chan) * height + y) * width + x into the NCHW minibatch."""
+  x = _images(2, 2, 32)
+  per_image = 4
+  rng = np.random.default_rng(7)
+  rows, cols = rng.integers(3, 29, size=8), rng.integers(3, 29, size=8)
+  ours = np.asarray(S.swd_descriptors(x, None, descriptors_per_image=per_image,
+                                      positions=[(rows, cols), (np.full(8, 5), np.full(8, 6))])[0])
+  level = np.transpose(np.asarray(S.laplacian_pyramid(x, 2)[0]), (0, 3, 1, 2))  # NCHW
+  n_img, c, height, width = level.shape
+  flat = level.reshape(-1)
+  for k in range(8):
+    img = k // per_image
+    for chan in range(c):
+      for a in range(7):       # the official x axis
+        for b in range(7):     # the official y axis
+          xx, yy = cols[k] + a - 3, rows[k] + b - 3
+          want = flat[((img * c + chan) * height + yy) * width + xx]
+          assert abs(ours[k].reshape(-1)[chan * 49 + a * 7 + b] - want) < 1e-5, (k, chan, a, b)
 
 
 def test_sortable_int32_roundtrip_and_order():

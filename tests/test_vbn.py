@@ -175,3 +175,16 @@ def test_generator_pattern_keeps_a_fixed_reference_batch_outside_params():
   hn = jax.nn.relu((live - mu) / jnp.sqrt(1e-5 + s - mu**2) * v["gamma"] + v["beta"])
   np.testing.assert_allclose(out, hn @ p["Dense_1"]["kernel"] + p["Dense_1"]["bias"], rtol=1e-4,
                              atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["vbn", "vbnl", "vbnlp"])
+def test_a_vector_input_has_one_gamma_and_any_row_count(variant):
+  """Official: a 1-D input is reshaped to (N, 1, 1, 1), so one gamma/beta, any batch size."""
+  layer = VirtualBatchNorm(num_ref=4, variant=variant)
+  x10 = jax.random.normal(jax.random.PRNGKey(0), (10,))
+  variables = layer.init(jax.random.PRNGKey(1), x10)
+  assert all(v.shape == (1,) for v in jax.tree.leaves(variables["params"]))
+  x12 = jax.random.normal(jax.random.PRNGKey(2), (12,))
+  out = layer.apply(variables, x12)
+  assert out.shape == (12,)
+  np.testing.assert_array_equal(out, layer.apply(variables, x12[:, None])[:, 0])

@@ -15,8 +15,9 @@ papers.md B.5):
    `G_i - pyrUp(G_{i+1})`, the last one the Gaussian residual `G_{L-1}`.
 2. Descriptors: `descriptors_per_image` (128) 7x7 neighbourhoods per image per level with centres
    uniform over the interior `[r, size - r)`, `r = 7 // 2` (`np.random.randint(3, size - 3)` in the
-   official), in the official component order `(channel, row, col)`: a descriptor is the flattened
-   `(C, 7, 7)` patch.
+   official), in the official component order `(channel, x, y)`: component (c, a, b) is the pixel at
+   row `cy + b - 3`, column `cx + a - 3` (the official `np.ogrid[0:N, 0:3, -H:H+1, -H:H+1]` names
+   its last two axes x and y), i.e. the flattened *transposed* `(C, 7, 7)` patch.
 3. Each descriptor set (all its minibatches) is normalised per colour channel with its own mean and
    (population) std over its descriptors and the 7x7 positions.
 4. `dir_repeats` (4) x `dirs_per_repeat` (128) Gaussian directions normalised to unit length; both sets
@@ -215,14 +216,15 @@ def swd_patch_positions(key: jax.Array, image_shape: Sequence[int], *,
 
 
 def _extract(level: jax.Array, rows: jax.Array, cols: jax.Array, per_image: int, nhood_size: int):
-  """Neighbourhood k of image k // per_image around (rows[k], cols[k]), as (n, C, s, s)."""
+  """Neighbourhood k of image k // per_image around (rows[k], cols[k]), as (n, C, s, s) in the
+  official (channel, column offset, row offset) order."""
   r = nhood_size // 2
   offsets = jnp.arange(-r, r + 1, dtype=jnp.int32)
   image = (jnp.arange(rows.shape[0], dtype=jnp.int32) // per_image)[:, None, None, None]
   chan = jnp.arange(level.shape[3], dtype=jnp.int32)[None, :, None, None]
   # Gathering from the NCHW view yields the official (n, C, s, s) order without a transpose afterwards.
-  return jnp.transpose(level, (0, 3, 1, 2))[image, chan, (rows[:, None] + offsets)[:, None, :, None],
-                                            (cols[:, None] + offsets)[:, None, None, :]]
+  return jnp.transpose(level, (0, 3, 1, 2))[image, chan, (rows[:, None] + offsets)[:, None, None, :],
+                                            (cols[:, None] + offsets)[:, None, :, None]]
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3))

@@ -72,6 +72,11 @@ class VirtualBatchNorm(nn.Module):
       raise ValueError(f"model.g_norm={self.variant!r} is not a VBN variant {VARIANTS}")
     if self.live_stats not in LIVE_STATS:
       raise ValueError(f"VBN live_stats={self.live_stats!r} is not one of {LIVE_STATS}")
+    if x.ndim == 1:  # official: a vector is reshaped to (N, 1, 1, 1), one gamma and beta
+      return self._normalise(x[:, None])[:, 0]
+    return self._normalise(x)
+
+  def _normalise(self, x: jax.Array) -> jax.Array:
     r = self.num_ref
     if not 0 < r < x.shape[0]:
       raise ValueError(f"VBN input has {x.shape[0]} rows; expected the {r} reference rows "

@@ -4,7 +4,8 @@ A checkpoint holds one pytree (`state`: parameters, optimizer states, EMA, step)
 document (`meta`: the loop's host-side bookkeeping such as partial-epoch metric sums and the config).
 orbax writes each step into a temporary directory and renames it when complete, so a crash or kill
 during a save leaves the previous checkpoint intact; a rerun of the same command restores the newest
-complete step.
+complete step. A newest step that cannot be read (truncated or garbage files, a missing data
+directory) is set aside, never deleted, when an older step restores (`set_aside`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,18 @@ import orbax.checkpoint as ocp
 
 
 class CheckpointError(RuntimeError):
-  """A checkpoint exists but cannot be restored."""
+  """A checkpoint exists but cannot be restored; `reason` is a one-line cause."""
+
+  def __init__(self, message: str, reason: str = ""):
+    super().__init__(message)
+    self.reason = reason or message
+
+
+def short_reason(error: BaseException, limit: int = 240) -> str:
+  """The first line of an exception, cut to `limit` characters (orbax errors can dump specs)."""
+  text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+  text = f"{type(error).__name__}: {text}"
+  return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 class Checkpointer:
@@ -43,6 +55,22 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
+  def steps(self) -> list[int]:
+    """The complete steps on disk, newest first."""
+    return sorted(self._manager.all_steps(), reverse=True)
+
+  def set_aside(self, step: int) -> pathlib.Path:
+    """Moves step `step`'s directory to `<workdir>/unreadable_checkpoints/` (kept for
+    inspection, never deleted) and forgets it; returns where it went."""
+    target_dir = self.directory.parent / "unreadable_checkpoints"
+    target_dir.mkdir(exist_ok=True)
+    target, n = target_dir / str(step), 1
+    while target.exists():
+      target, n = target_dir / f"{step}.{n}", n + 1
+    (self.directory / str(step)).rename(target)
+    self._manager.reload()
+    return target
+
   def save(self, step: int, state: Any, meta: dict) -> None:
     """Starts an asynchronous save of `state` (a pytree) and `meta` (JSON) at `step`."""
     self._manager.save(step, args=ocp.args.Composite(
@@ -62,7 +90,7 @@ class Checkpointer:
           "meta"]
     except Exception as e:  # orbax raises many types for corrupt files.
       raise CheckpointError(f"cannot read the metadata of checkpoint step {step} in "
-                            f"{self.directory}: {type(e).__name__}: {e}") from e
+                            f"{self.directory}: {short_reason(e)}", short_reason(e)) from e
 
   def restore(self, abstract_state: Any, step: int | None = None, sharding=None
               ) -> tuple[Any, dict]:
@@ -77,10 +105,9 @@ class Checkpointer:
           state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
     except Exception as e:  # orbax raises many types for corrupt or mismatched files.
       raise CheckpointError(
-          f"cannot restore checkpoint step {step} from {self.directory}: {type(e).__name__}: {e}\n"
-          "The files may be corrupt or written by a different model/config. Either rerun with the "
-          "config that wrote it, or delete that step directory (an older step, if any, is then "
-          "used) or pass a fresh --workdir to start over.") from e
+          f"cannot restore checkpoint step {step} from {self.directory}: {short_reason(e)}. "
+          "The files may be corrupt or written by another model/config: rerun with the config "
+          "that wrote it, or pass a new --workdir to start over.", short_reason(e)) from e
     return restored["state"], restored["meta"]
 
   def wait(self) -> None:

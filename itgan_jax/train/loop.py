@@ -22,22 +22,33 @@ import bisect
 import json
 import pathlib
 import signal
+import sys
 import time
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
 
 from itgan_jax.train import chunk as chunk_lib
+from itgan_jax.train import run_config
 from itgan_jax.train import sharding as sharding_lib
 from itgan_jax.train import writers
-from itgan_jax.train.checkpoint import Checkpointer
+from itgan_jax.train.checkpoint import CheckpointError, Checkpointer
 
 
 class NonFiniteLossError(RuntimeError):
-  """A training loss became NaN or Inf."""
+  """A training loss or the training state became NaN or Inf."""
+
+
+class StopRequested(KeyboardInterrupt):
+  """Training stopped on SIGTERM/SIGINT after saving a checkpoint; `signum` is the signal."""
+
+  def __init__(self, message: str, signum: int):
+    super().__init__(message)
+    self.signum = signum
 
 
 class _StopRequest:
@@ -83,6 +94,14 @@ class _StopRequest:
     for sig, handler in self._previous.items():
       signal.signal(sig, handler)
     return False
+
+
+def _kept_message(last: int | None, checkpointer: Checkpointer) -> str:
+  if last is None:
+    return ("No checkpoint was saved, so rerunning the same command starts over; try a lower "
+            "learning rate or another seed.")
+  return (f"The last good checkpoint (step {last}) is kept in {checkpointer.directory}; try a "
+          "lower learning rate or another seed, or rerun the same command to resume from it.")
 
 
 def _format_eta(seconds: float) -> str:
@@ -143,6 +162,43 @@ def abstract_state(exp, phase: int, seed: int = 0):
   return jax.eval_shape(build, jax.random.PRNGKey(seed), exp.init_batch)
 
 
+@jax.jit
+def _all_finite(state) -> jax.Array:
+  leaves = [x for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else True
+
+
+def _restore_newest_readable(checkpointer: Checkpointer, exp, seed: int, sharding):
+  """Restores the newest step that reads; newer unreadable steps are set aside (never deleted)
+  with a one-line warning each. Raises `CheckpointError` (every step's cause) when none reads."""
+  failures = []
+  for step in checkpointer.steps():
+    try:
+      phase = int(checkpointer.restore_meta(step).get("phase", 0))
+      state, meta = checkpointer.restore(abstract_state(exp, phase, seed), step=step,
+                                         sharding=sharding)
+    except CheckpointError as e:
+      failures.append((step, e.reason))
+      continue
+    for bad, reason in failures:
+      where = checkpointer.directory.parent / "unreadable_checkpoints" / str(bad)
+      if jax.process_index() == 0:
+        where = checkpointer.set_aside(bad)
+      message = (f"checkpoint step {bad} is unreadable ({reason}); kept aside in {where}, "
+                 f"resuming from step {step}")
+      logging.warning(message)
+      print(f"warning: {message}", file=sys.stderr, flush=True)
+    if failures and jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+      multihost_utils.sync_global_devices("itgan_jax checkpoints set aside")
+    return state, dict(meta, phase=phase)
+  raise CheckpointError(
+      f"no checkpoint in {checkpointer.directory} can be read: "
+      + "; ".join(f"step {step}: {reason}" for step, reason in failures)
+      + ". Nothing was moved or deleted. If the config or code changed, rerun with the ones "
+      "that wrote them; else pass a new --workdir to start over.")
+
+
 def _write_images(workdir, writer, step: int, epoch: int, images: dict) -> None:
   for tag, grid in images.items():
     writers.save_png(workdir / tag / f"epoch_{epoch:04d}.png", grid)
@@ -169,19 +225,21 @@ def train_and_evaluate(exp, config: ml_collections.ConfigDict, workdir: str,
   total_steps = spe * num_epochs
   phase_starts = tuple(variant.phase_starts)
 
-  if main_process:
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
   checkpointer = Checkpointer(workdir, max_to_keep=config.checkpoint.max_to_keep)
+  if checkpointer.latest_step() is not None:  # an existing run: bound to its stored config
+    for key, (old, new) in run_config.check_resume(workdir, config).items():
+      logging.warning("resuming with %s=%r (the run started with %r)", key, new, old)
+  elif main_process:
+    run_config.write(workdir, config)
   writer = (writers.MetricWriter(workdir, tensorboard=config.log.tensorboard) if main_process
             else _NullWriter())
 
   # --- state: fresh (data-dependent init) or restored -------------------------------------------
   meta = {"epoch_sums": {}, "epoch_wall": 0.0, "phase": 0}
   if checkpointer.latest_step() is not None:
-    phase = int(checkpointer.restore_meta().get("phase", 0))
-    state, meta = checkpointer.restore(abstract_state(exp, phase, config.seed), sharding=repl)
+    state, meta = _restore_newest_readable(checkpointer, exp, config.seed, repl)
     logging.info("resumed from %s at step %d (phase %d)", checkpointer.directory,
-                 int(state.step), phase)
+                 int(state.step), meta["phase"])
   else:
     state = chunk_lib.init_state(exp, mesh, config.seed)
   state_phase = int(meta.get("phase", 0))
@@ -205,6 +263,11 @@ def train_and_evaluate(exp, config: ml_collections.ConfigDict, workdir: str,
                     mininterval=2.0, desc="train")
 
   def save(step, meta):
+    if not bool(_all_finite(state)):  # never save (and later resume) a non-finite state
+      last = checkpointer.latest_step()
+      raise NonFiniteLossError(
+          f"the training state became NaN/Inf by step {step} (epoch {step // spe + 1}) and was "
+          f"not saved. {_kept_message(last, checkpointer)}")
     checkpointer.save(step, state, dict(meta, phase=state_phase))
 
   try:
@@ -236,12 +299,10 @@ def train_and_evaluate(exp, config: ml_collections.ConfigDict, workdir: str,
           metrics = jax.device_get(metrics)
           bad = [k for k, v in metrics.items() if not np.all(np.isfinite(v))]
           if bad:
-            last = checkpointer.latest_step()
             raise NonFiniteLossError(
                 f"{', '.join(bad)} became NaN/Inf within steps {step}..{step + n - 1} "
-                f"(epoch {epoch + 1}). Training stopped; the last good checkpoint "
-                f"(step {last}) is kept in {checkpointer.directory}. Try a lower learning rate "
-                "or another seed; rerunning the same command resumes from that checkpoint.")
+                f"(epoch {epoch + 1}). Training stopped. "
+                f"{_kept_message(checkpointer.latest_step(), checkpointer)}")
           for k, v in metrics.items():
             sums[k] = sums.get(k, 0.0) + float(np.sum(v, dtype=np.float64))
           step += n
@@ -257,9 +318,9 @@ def train_and_evaluate(exp, config: ml_collections.ConfigDict, workdir: str,
           if stop_signal is not None and in_epoch < spe:
             meta = {"epoch_sums": sums, "epoch_wall": wall + time.time() - t_epoch}
             save(step, meta)
-            raise KeyboardInterrupt(
+            raise StopRequested(
                 f"stopped by {signal.Signals(stop_signal).name} at step {step}; checkpoint saved "
-                f"in {checkpointer.directory}. Rerun the same command to resume.")
+                f"in {checkpointer.directory}. Rerun the same command to resume.", stop_signal)
         epoch_time = wall + time.time() - t_epoch
 
         # --- end of epoch: evaluators, log, images, checkpoint -----------------------------------
@@ -295,10 +356,10 @@ def train_and_evaluate(exp, config: ml_collections.ConfigDict, workdir: str,
             or stop_signal is not None):
           save(step, meta)
         if stop_signal is not None and step < total_steps:
-          raise KeyboardInterrupt(
+          raise StopRequested(
               f"stopped by {signal.Signals(stop_signal).name} at step {step} (end of epoch "
               f"{epoch + 1}); checkpoint saved in {checkpointer.directory}. Rerun the same "
-              "command to resume.")
+              "command to resume.", stop_signal)
 
   finally:
     if progress is not None:

@@ -72,9 +72,23 @@ class MetricWriter:
       self._tb = SummaryWriter(str(self.workdir / "tensorboard"))
 
   def records(self) -> list[dict]:
+    """The logged records. A cut-off last line (a kill while appending) is dropped (the resume
+    rewrites the file without it); any other unreadable line is an error naming file and line."""
     if not self.jsonl.exists():
       return []
-    return [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.strip()]
+    lines = self.jsonl.read_text().split("\n")
+    out = []
+    for number, line in enumerate(lines, 1):
+      if not line.strip():
+        continue
+      try:
+        out.append(json.loads(line))
+      except ValueError as e:
+        if number == len(lines):  # the last line, without its newline: a torn append
+          break
+        raise ValueError(f"{self.jsonl}, line {number}, is not a JSON record ({e}); repair or "
+                         "delete that line to resume") from None
+    return out
 
   def truncate_after(self, epoch: int) -> None:
     """Drops records of epochs > `epoch` (written after the checkpoint a resumed run starts from)."""

@@ -68,13 +68,14 @@ def random_positions(rng: np.random.Generator, num_patches: int, h: int, w: int,
 
 def patches(level: np.ndarray, rows: np.ndarray, cols: np.ndarray, per_image: int,
             nhood_size: int = 7) -> np.ndarray:
-  """Patch k (of image k // per_image) centred at (rows[k], cols[k]); result (n, C, s, s)."""
+  """Patch k (of image k // per_image) centred at (rows[k], cols[k]); result (n, C, s, s) in the
+  official (channel, x = column offset, y = row offset) order."""
   r = nhood_size // 2
   offsets = np.arange(-r, r + 1)
   image = (np.arange(len(rows)) // per_image)[:, None, None, None]
   chan = np.arange(level.shape[1])[None, :, None, None]
-  row = (np.asarray(rows)[:, None] + offsets)[:, None, :, None]
-  col = (np.asarray(cols)[:, None] + offsets)[:, None, None, :]
+  row = (np.asarray(rows)[:, None] + offsets)[:, None, None, :]
+  col = (np.asarray(cols)[:, None] + offsets)[:, None, :, None]
   return level[image, chan, row, col]
 
 
