@@ -57,3 +57,34 @@ def load_config_file(spec: str, **overrides) -> "ml_collections.ConfigDict":
       node = node[p]
     node[leaf] = value
   return config
+
+
+def _one_line(error: BaseException) -> str:
+  text = str(error.args[0]) if len(error.args) == 1 else str(error)
+  text = text.replace("\\n", "\n").replace("\\", "")
+  text = " ".join(part.strip() for part in text.splitlines() if part.strip().strip("'"))
+  text = text.strip("'")
+  return f"{type(error).__name__}: {text}" if not isinstance(error, ValueError) else text
+
+
+def parse_flags_or_exit(argv: list[str]) -> list[str]:
+  """absl flag parsing (for `app.run(main, flags_parser=...)`) whose errors, including a typo'd
+  or ill-typed `--config.key=value` override, are one line on stderr and exit status 2 instead
+  of a chained traceback; `--help` and valid flags behave as usual."""
+  import sys
+
+  from absl import flags
+
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    print(f"error: {_one_line(e)}", file=sys.stderr)
+  except (AttributeError, KeyError) as e:  # a --config.key override naming no field
+    text = _one_line(e).split(": ", 1)[-1]
+    key, _, hint = text.partition(" Did you mean")
+    hint = f" Did you mean{hint}" if hint else ""
+    print(f"error: a --config override names no config field {key.strip(chr(39))!r}.{hint}",
+          file=sys.stderr)
+  except Exception as e:  # other override errors (types, values)
+    print(f"error: bad flag ({_one_line(e)})", file=sys.stderr)
+  sys.exit(2)

@@ -43,6 +43,7 @@ import ml_collections
 import numpy as np
 from absl import app, flags
 
+from itgan_jax import config_args
 from itgan_jax.metrics import suite as suite_lib
 
 DEFAULT_METRICS = "is,fid,kid,swd,msssim,mnist_score,classifier_fd"
@@ -345,4 +346,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  app.run(main, flags_parser=config_args.parse_flags_or_exit)

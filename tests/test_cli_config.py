@@ -50,15 +50,17 @@ def test_parse_arg_rejects_unknown_keys_and_wrong_types():
 def test_typo_in_override_key_fails_with_suggestion(tmp_path):
   result = _main("--config=configs/mnist_ssl.py", f"--workdir={tmp_path}",
                  "--config.optim.lrr=0.1")
-  assert result.returncode != 0
+  assert result.returncode == 2
   assert "lrr" in result.stderr and "Did you mean" in result.stderr
+  assert len(result.stderr.strip().splitlines()) == 1, result.stderr  # one line, no traceback
 
 
 def test_wrong_type_in_override_fails(tmp_path):
   result = _main("--config=configs/mnist_ssl.py", f"--workdir={tmp_path}",
                  "--config.train.batch_size=abc")
-  assert result.returncode != 0
+  assert result.returncode == 2
   assert "batch_size" in result.stderr
+  assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 def test_missing_data_names_every_way_to_provide_it(tmp_path):

@@ -239,3 +239,10 @@ def test_unknown_name_and_source():
     datasets.load_dataset("svhn")
   with pytest.raises(ValueError, match="source='disk'"):
     datasets.load_dataset("mnist", source="disk")
+
+
+def test_a_data_dir_that_does_not_exist_never_falls_back_silently(shared_data_dir, tmp_path,
+                                                                  monkeypatch):
+  monkeypatch.setenv(datasets.ENV_VAR, str(shared_data_dir))
+  with pytest.raises(datasets.DatasetNotFoundError, match="does not exist .a typo.*are in"):
+    datasets.load_dataset("mnist", data_dir=str(tmp_path / "typo"), allow_download=False)

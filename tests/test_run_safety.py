@@ -221,3 +221,45 @@ def test_main_exits_143_on_sigterm(tmp_path, shared_data_dir):
     proc.kill()
   assert proc.returncode == 143, err[-2000:]
   assert "stopped by SIGTERM" in err
+
+
+def _events(path):
+  """The Event protos of one TensorBoard event file (TFRecord framing: length, crc, data, crc)."""
+  import struct
+
+  from tensorboardX.proto import event_pb2
+  data, out, at = path.read_bytes(), [], 0
+  while at < len(data):
+    (length,) = struct.unpack("<Q", data[at:at + 8])
+    out.append(event_pb2.Event.FromString(data[at + 12:at + 12 + length]))
+    at += 12 + length + 4
+  return out
+
+
+def test_a_resume_starts_its_tensorboard_events_with_a_purge_marker(tmp_path):
+  from tensorboardX.proto import event_pb2
+
+  def stop(step):
+    if step == 6:
+      os.kill(os.getpid(), signal.SIGTERM)
+  config = _config(num_epochs=2)
+  config.log.tensorboard = True
+  with pytest.raises(loop.StopRequested):  # epoch 1 logged at step 4, then stopped at step 6
+    loop.train_and_evaluate(_exp(), config, str(tmp_path), chunk_callback=stop)
+  loop.train_and_evaluate(_exp(), config, str(tmp_path))
+  files = sorted((tmp_path / "tensorboard").glob("events.*"), key=lambda p: p.stat().st_mtime)
+  assert len(files) == 2
+  first = _events(files[0])
+  assert not any(e.HasField("session_log") for e in first)
+  starts = [e.step for e in _events(files[1])
+            if e.HasField("session_log") and e.session_log.status == event_pb2.SessionLog.START]
+  assert starts == [6]  # readers drop the first file's points at steps >= 6
+
+
+@pytest.mark.parametrize("make", ["file", "under_file"])
+def test_an_unusable_workdir_is_one_line(tmp_path, make):
+  (tmp_path / "f").write_text("x")
+  workdir = tmp_path / "f" if make == "file" else tmp_path / "f" / "run"
+  with pytest.raises(ValueError, match=r"cannot hold a run \(.*\); pass a writable") as info:
+    loop.train_and_evaluate(_exp(), _config(), str(workdir))
+  assert "\n" not in str(info.value)

@@ -140,6 +140,16 @@ def load_files(name: str, data_dir: str | os.PathLike | None = None,
   """Loads `name` from its original files (searched as in the module docstring), verified."""
   reader = _reader(name)
   paths, searched = find_files(reader, data_dir)
+  if paths is not None:
+    used = next(iter(paths.values())).parent
+    if data_dir and not pathlib.Path(data_dir).expanduser().is_dir():
+      raise DatasetNotFoundError(
+          f"data.dir={os.fspath(data_dir)!r} does not exist (a typo?); the {reader.title} files "
+          f"are in {used}: name that directory, or leave data.dir unset to use ${ENV_VAR}")
+    if data_dir and pathlib.Path(data_dir).expanduser() not in (used, used.parent):
+      logging.warning("data.dir=%s lacks the %s files; using %s", data_dir, reader.title, used)
+    else:
+      logging.info("%s files: %s", reader.title, used)
   if paths is None:
     if not allow_download:
       raise DatasetNotFoundError(f"{reader.title} not found (downloads are off).\n"

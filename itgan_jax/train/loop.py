@@ -143,6 +143,20 @@ class _NullWriter:
     pass
 
 
+def _usable_workdir(workdir: pathlib.Path) -> pathlib.Path:
+  """Creates `workdir` and checks that it takes files; a one-line ValueError otherwise."""
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+    probe = workdir / f".write_probe_{jax.process_index()}"
+    probe.write_text("")
+    probe.unlink()
+  except OSError as e:
+    why = e.strerror or type(e).__name__
+    raise ValueError(f"--workdir={workdir} cannot hold a run ({why}: "
+                     f"{e.filename or workdir}); pass a writable directory path") from None
+  return workdir
+
+
 def _phase_of(phase_starts: tuple[int, ...], step: int) -> int:
   return bisect.bisect_right(phase_starts, step)
 
@@ -215,8 +229,7 @@ def train_and_evaluate(exp, config: ml_collections.ConfigDict, workdir: str,
   """
   check_config(config)
   main_process = jax.process_index() == 0
-  workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
+  workdir = _usable_workdir(pathlib.Path(workdir))
   variant = exp.variant
   mesh = sharding_lib.make_mesh(config.get("num_devices"))
   sharding_lib.check_batch_divisible(exp.batch_size, mesh)
@@ -231,8 +244,6 @@ def train_and_evaluate(exp, config: ml_collections.ConfigDict, workdir: str,
       logging.warning("resuming with %s=%r (the run started with %r)", key, new, old)
   elif main_process:
     run_config.write(workdir, config)
-  writer = (writers.MetricWriter(workdir, tensorboard=config.log.tensorboard) if main_process
-            else _NullWriter())
 
   # --- state: fresh (data-dependent init) or restored -------------------------------------------
   meta = {"epoch_sums": {}, "epoch_wall": 0.0, "phase": 0}
@@ -244,6 +255,11 @@ def train_and_evaluate(exp, config: ml_collections.ConfigDict, workdir: str,
     state = chunk_lib.init_state(exp, mesh, config.seed)
   state_phase = int(meta.get("phase", 0))
   start_step = int(state.step)
+  # A resumed run's TensorBoard events start with a purge marker at its step, so readers drop
+  # the points that a killed run logged after its last checkpoint.
+  writer = (writers.MetricWriter(workdir, tensorboard=config.log.tensorboard,
+                                 purge_step=start_step if start_step else None)
+            if main_process else _NullWriter())
   writer.truncate_after(start_step // spe)
 
   arrays = exp.feeder.put(mesh)

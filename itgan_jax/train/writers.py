@@ -62,14 +62,17 @@ def plot_curves(records: list[dict], keys: list[str], path: str | pathlib.Path,
 class MetricWriter:
   """Appends one JSON record per epoch to `metrics.jsonl` and mirrors scalars to TensorBoard."""
 
-  def __init__(self, workdir: str | pathlib.Path, tensorboard: bool = True):
+  def __init__(self, workdir: str | pathlib.Path, tensorboard: bool = True,
+               purge_step: int | None = None):
+    """`purge_step`: a resumed run's step; its event file starts with TensorBoard's purge marker
+    so that readers drop the older files' points at and after that step."""
     self.workdir = pathlib.Path(workdir)
     self.workdir.mkdir(parents=True, exist_ok=True)
     self.jsonl = self.workdir / "metrics.jsonl"
     self._tb = None
     if tensorboard:
       from tensorboardX import SummaryWriter
-      self._tb = SummaryWriter(str(self.workdir / "tensorboard"))
+      self._tb = SummaryWriter(str(self.workdir / "tensorboard"), purge_step=purge_step)
 
   def records(self) -> list[dict]:
     """The logged records. A cut-off last line (a kill while appending) is dropped (the resume
