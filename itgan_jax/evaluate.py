@@ -134,6 +134,10 @@ def load_npz_images(path: str | pathlib.Path, what: str = "samples") -> np.ndarr
   path = pathlib.Path(path)
   if not path.is_file():
     raise FileNotFoundError(f"{what} file {path} does not exist")
+  import zipfile  # pylint: disable=import-outside-toplevel
+  if not zipfile.is_zipfile(path):
+    raise ValueError(f"{what} file {path} is not an .npz archive; save the images with "
+                     "np.savez(path, images=uint8_nhwc_array)")
   with np.load(path, allow_pickle=False) as data:
     if "images" not in data.files:
       raise ValueError(f"{path}: no 'images' array (found {data.files}); save with "
@@ -330,8 +334,16 @@ def run(args: EvalArgs) -> dict[str, Any]:
 
 def main(argv):
   if len(argv) > 1:
-    raise ValueError(f"unexpected arguments: {argv[1:]}")
-  record = run(EvalArgs(**{name: getattr(flags.FLAGS, name) for name in FLAG_SPECS}))
+    print(f"error: unexpected arguments: {argv[1:]}", file=sys.stderr)
+    sys.exit(2)
+  from absl import logging  # pylint: disable=import-outside-toplevel
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # orbax's INFO lines off; --verbosity=0 for all
+  try:
+    record = run(EvalArgs(**{name: getattr(flags.FLAGS, name) for name in FLAG_SPECS}))
+  except (ValueError, RuntimeError, OSError, KeyError) as e:  # bad input: one line, no traceback
+    print(f"error: {str(e).strip() or type(e).__name__}", file=sys.stderr)
+    sys.exit(1)
   what = (f"{record['workdir']} step {record['step']}" if "workdir" in record
           else record["samples"])
   print(f"{what}: {record['num_samples']} samples {tuple(record['image_shape'])}"

@@ -43,6 +43,10 @@ def test_cli_scores_a_samples_file(mnist, shared_data_dir, tmp_path):
   np.savez(bad, x=mnist.test_x[:4])
   with pytest.raises(ValueError, match="no 'images' array"):
     evaluate.run(evaluate.EvalArgs(samples=str(bad), metrics="mnist_score"))
+  text = tmp_path / "notes.npz"
+  text.write_text("not an archive")
+  with pytest.raises(ValueError, match="is not an .npz archive"):
+    evaluate.run(evaluate.EvalArgs(samples=str(text), metrics="mnist_score"))
 
 
 def test_named_real_images(mnist, shared_data_dir):
@@ -123,3 +127,20 @@ def test_unknown_scheduled_metric_fails_at_build(shared_data_dir):
                                                "evals.metrics.metrics": ("fdd",)})
   with pytest.raises(ValueError, match="unknown metric"):
     experiment.build(config)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--samples=mnist_test", "--metrics=bogus"], "unknown metric 'bogus'"),
+    (["--samples=missing.npz", "--metrics=swd"], "does not exist"),
+])
+def test_cli_errors_are_one_clear_line(args, message, shared_data_dir):
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  from tests.helpers import REPO  # pylint: disable=import-outside-toplevel
+  result = subprocess.run([sys.executable, "-m", "itgan_jax.evaluate", *args,
+                           f"--data_dir={shared_data_dir}"], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+  assert result.returncode == 1
+  lines = [l for l in result.stderr.strip().splitlines() if "warn" not in l.lower()]
+  assert lines == [l for l in lines if l.startswith("error: ")] and len(lines) == 1, result.stderr
+  assert message in lines[0]

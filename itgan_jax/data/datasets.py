@@ -67,7 +67,8 @@ def _how_to_provide(reader: Reader, searched: list[str]) -> str:
   lines = [f"Expected the original {reader.title} files: {names}.",
            "Searched (in order):"] + [f"  {s}" for s in searched] + [
       "Provide them in one of these ways:",
-      f"  1. config data.dir: --config.data.dir=DIR with the files in DIR/{reader.name}/ or DIR/;",
+      f"  1. config data.dir: --config.data.dir=DIR (evaluate: --data_dir=DIR) with the files in "
+      f"DIR/{reader.name}/ or DIR/;",
       f"  2. environment variable: export {ENV_VAR}=DIR (same layouts);",
       f"  3. --config.data.allow_download=True downloads and sha256-checks them into "
       f"DIR/{reader.name}/ (DIR = data.dir, ${ENV_VAR} or {default_cache_dir()}) from {urls};",
