@@ -80,6 +80,17 @@ def test_missing_data_names_every_way_to_provide_it(tmp_path):
     ("optim.schedule", "cosine", "optim.schedule"),
     ("data.num_labeled", 55, "multiple of the 10 classes"),
     ("data.scale", "zero_one", "data.scale"),
+    # zero or negative numbers: refused at build time, before any step is compiled
+    ("checkpoint.max_to_keep", 0, "checkpoint.max_to_keep=0"),
+    ("checkpoint.every_epochs", 0, "checkpoint.every_epochs=0"),
+    ("train.num_epochs", 0, "train.num_epochs=0"),
+    ("train.steps_per_epoch", 0, "train.steps_per_epoch=0"),
+    ("data.init_size", 0, "data.init_size=0"),
+    ("optim.lr", -1e-3, "optim.lr=-0.001"),
+    ("evals.test_error.every_epochs", 0, "every_epochs=0"),
+    ("evals.test_error.batch_size", 0, "batch_size=0"),
+    ("evals.test_error.max_examples", 0, "max_examples=0"),
+    ("evals.samples.num_samples", 0, "num_samples=0"),
 ])
 def test_invalid_values_fail_with_clear_messages(shared_data_dir, key, value, message):
   config = load_config("mnist_ssl", "tiny", **{"data.dir": str(shared_data_dir), key: value})

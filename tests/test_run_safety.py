@@ -263,3 +263,36 @@ def test_an_unusable_workdir_is_one_line(tmp_path, make):
   with pytest.raises(ValueError, match=r"cannot hold a run \(.*\); pass a writable") as info:
     loop.train_and_evaluate(_exp(), _config(), str(workdir))
   assert "\n" not in str(info.value)
+
+
+def test_cli_resume_past_a_corrupt_checkpoint_prints_a_few_lines(tmp_path, shared_data_dir):
+  """The real model through `itgan_jax.main`: the failing orbax restore used to print hundreds of
+  'Event loop is closed' tracebacks before the cause."""
+  args = [sys.executable, "-m", "itgan_jax.main", "--config=configs/mnist_ssl.py:tiny",
+          f"--workdir={tmp_path}", f"--config.data.dir={shared_data_dir}", "--config.num_devices=1",
+          "--config.log.progress=False", "--config.evals.test_error.max_examples=100"]
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  subprocess.run(args, cwd=repo, check=True, capture_output=True, timeout=300)
+  _corrupt(tmp_path / "checkpoints" / "8")
+  result = subprocess.run(args + ["--config.train.num_epochs=3"], cwd=repo, capture_output=True,
+                          text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "Event loop is closed" not in result.stderr
+  assert "checkpoint step 8 is unreadable" in result.stderr
+  assert len(result.stderr.strip().splitlines()) <= 4, result.stderr[-3000:]
+  assert (tmp_path / "unreadable_checkpoints" / "8").is_dir()
+
+
+def test_drop_closed_loop_tracebacks_keeps_everything_else():
+  from itgan_jax.train.checkpoint import drop_closed_loop_tracebacks
+  block = ("Traceback (most recent call last):\n"
+           '  File "/usr/lib/python3.11/asyncio/base_events.py", line 806, in call_soon_threadsafe\n'
+           "    self._check_closed()\n"
+           '  File "/usr/lib/python3.11/asyncio/base_events.py", line 519, in _check_closed\n'
+           "    raise RuntimeError('Event loop is closed')\n"
+           "RuntimeError: Event loop is closed\n")
+  other = ("Traceback (most recent call last):\n  File \"x.py\", line 1, in f\n"
+           "ValueError: real problem\n")
+  fragment = block[:120] + block  # two callbacks printing at once
+  text = "before\n" + block + fragment + other + "W1203 a warning\n"
+  assert drop_closed_loop_tracebacks(text) == "before\n" + other + "W1203 a warning\n"

@@ -32,6 +32,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from itgan_jax.train import checkpoint as checkpoint_lib
 from itgan_jax.train import chunk as chunk_lib
 from itgan_jax.train import run_config
 from itgan_jax.train import sharding as sharding_lib
@@ -200,8 +201,9 @@ def _restore_newest_readable(checkpointer: Checkpointer, exp, seed: int, shardin
         where = checkpointer.set_aside(bad)
       message = (f"checkpoint step {bad} is unreadable ({reason}); kept aside in {where}, "
                  f"resuming from step {step}")
-      logging.warning(message)
-      print(f"warning: {message}", file=sys.stderr, flush=True)
+      logging.info(message)
+      if jax.process_index() == 0:
+        print(f"warning: {message}", file=sys.stderr, flush=True)
     if failures and jax.process_count() > 1:
       from jax.experimental import multihost_utils
       multihost_utils.sync_global_devices("itgan_jax checkpoints set aside")
@@ -248,7 +250,8 @@ def train_and_evaluate(exp, config: ml_collections.ConfigDict, workdir: str,
   # --- state: fresh (data-dependent init) or restored -------------------------------------------
   meta = {"epoch_sums": {}, "epoch_wall": 0.0, "phase": 0}
   if checkpointer.latest_step() is not None:
-    state, meta = _restore_newest_readable(checkpointer, exp, config.seed, repl)
+    with checkpoint_lib.quiet_closed_event_loop():  # also the late callbacks of a failed step
+      state, meta = _restore_newest_readable(checkpointer, exp, config.seed, repl)
     logging.info("resumed from %s at step %d (phase %d)", checkpointer.directory,
                  int(state.step), meta["phase"])
   else:

@@ -72,7 +72,9 @@ class MetricWriter:
     self._tb = None
     if tensorboard:
       from tensorboardX import SummaryWriter
-      self._tb = SummaryWriter(str(self.workdir / "tensorboard"), purge_step=purge_step)
+      # A resumed run's file gets its own name even when it starts in the same second.
+      self._tb = SummaryWriter(str(self.workdir / "tensorboard"), purge_step=purge_step,
+                               filename_suffix=f".from{purge_step}" if purge_step else "")
 
   def records(self) -> list[dict]:
     """The logged records. A cut-off last line (a kill while appending) is dropped (the resume
