@@ -66,6 +66,20 @@ def generate_uint8(generate: Callable[[Any, jax.Array], jax.Array], state: Any, 
   return np.concatenate(out)[:num]
 
 
-def latent_generator(variant: Any, batch_size: int):
-  """A jitted `(state, rng) -> samples` drawing `batch_size` latents from `rng`."""
-  return jax.jit(lambda s, k: variant.generate(s, variant.sample_latent(k, batch_size)))
+def latent_generator(variant: Any, batch_size: int, mesh: jax.sharding.Mesh | None = None):
+  """A jitted `(state, rng) -> samples` drawing `batch_size` latents from `rng`.
+
+  With a `mesh` whose device count divides `batch_size`, the latents (and so the generator's
+  work) are split over its data axis, batch statistics stay global as in training, and the
+  samples come back replicated (readable on every process)."""
+  from itgan_jax.train import sharding as sharding_lib  # pylint: disable=import-outside-toplevel
+  split = mesh is not None and batch_size % mesh.devices.size == 0
+
+  def generate(state, key):
+    z = variant.sample_latent(key, batch_size)
+    if split:
+      z = jax.lax.with_sharding_constraint(z, sharding_lib.batch_sharded(mesh, 0))
+    return variant.generate(state, z)
+  if mesh is None:
+    return jax.jit(generate)
+  return jax.jit(generate, out_shardings=sharding_lib.replicated(mesh))

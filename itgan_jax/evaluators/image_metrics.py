@@ -54,8 +54,7 @@ class ImageMetrics(Scheduled):
     self._fn = None
 
   def prepare(self, mesh) -> None:
-    del mesh  # generation runs replicated on the default placement of the state
-    self._fn = latent_generator(self._variant, self._batch)
+    self._fn = latent_generator(self._variant, self._batch, mesh)  # split over the devices
 
   def due(self, epoch: int) -> bool:
     return self.suite is not None and super().due(epoch)
