@@ -296,3 +296,26 @@ def test_drop_closed_loop_tracebacks_keeps_everything_else():
   fragment = block[:120] + block  # two callbacks printing at once
   text = "before\n" + block + fragment + other + "W1203 a warning\n"
   assert drop_closed_loop_tracebacks(text) == "before\n" + other + "W1203 a warning\n"
+
+
+def test_orphaned_orbax_task_reports_are_filtered_and_others_kept():
+  import logging
+
+  import itgan_jax.train.checkpoint  # noqa: F401  (installs the filter)
+  seen = []
+
+  class Keep(logging.Handler):
+    def emit(self, record):
+      seen.append(record.getMessage())
+  logger = logging.getLogger("asyncio")
+  handler = Keep()
+  logger.addHandler(handler)
+  try:
+    logger.error("Task exception was never retrieved\nfuture: <Task finished coro=<async_"
+                 "deserialize() defined at /x/orbax/checkpoint/serialization.py:1>>")
+    logger.error("Task exception was never retrieved\nfuture: <Task finished coro=<mine()>>")
+    logger.error("something else")
+  finally:
+    logger.removeHandler(handler)
+  assert seen == ["Task exception was never retrieved\nfuture: <Task finished coro=<mine()>>",
+                  "something else"]

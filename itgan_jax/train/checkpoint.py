@@ -11,15 +11,34 @@ directory) is set aside, never deleted, when an older step restores (`set_aside`
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pathlib
 import re
 import sys
 import tempfile
+import traceback
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+
+
+class _OrphanedRestoreTasks(logging.Filter):
+  """Drops asyncio's 'Task exception was never retrieved' reports of orbax/TensorStore tasks: a
+  failing restore leaves sibling tasks whose errors (a TensorStore spec dump each) asyncio logs
+  when they are garbage-collected, after the cause was already reported as a CheckpointError."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    if not str(record.msg).startswith("Task exception was never retrieved"):
+      return True
+    text = record.getMessage()
+    if record.exc_info:
+      text += "".join(traceback.format_exception(*record.exc_info))
+    return "orbax" not in text and "tensorstore" not in text
+
+
+logging.getLogger("asyncio").addFilter(_OrphanedRestoreTasks())
 
 
 class CheckpointError(RuntimeError):
@@ -64,15 +83,21 @@ def drop_closed_loop_tracebacks(text: str) -> str:
         len(p.strip()) >= 4 and any(p in n for n in _CLOSED_LOOP_LINES) for p in pieces)
 
   lines = text.splitlines(keepends=True)
-  out = []
+  out, dropped = [], False
   for i, line in enumerate(lines):
     if normal(line).strip() and normal(line) in _CLOSED_LOOP_LINES[0]:
       following = next((l for l in lines[i + 1:] if l.strip()), "")
-      if noise(following):
+      # A real traceback goes on with a '  File' line; an orphaned header lost its body to the
+      # interleaving of two threads' output.
+      if noise(following) or not following.startswith("  File "):
+        dropped = True
         continue
     elif noise(line) or "Event loop is closed" in line:
+      dropped = True
       continue
     out.append(line)
+  if dropped:  # the blank lines that interleaved pieces leave behind
+    out = [line for line in out if line.strip()]
   return "".join(out)
 
 
