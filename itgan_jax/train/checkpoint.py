@@ -155,6 +155,10 @@ class Checkpointer:
     """The complete steps on disk, newest first."""
     return sorted(self._manager.all_steps(), reverse=True)
 
+  def reload(self) -> None:
+    """Re-reads which steps exist (after another process moved one aside)."""
+    self._manager.reload()
+
   def set_aside(self, step: int) -> pathlib.Path:
     """Moves step `step`'s directory to `<workdir>/unreadable_checkpoints/` (kept for
     inspection, never deleted) and forgets it; returns where it went."""

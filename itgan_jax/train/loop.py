@@ -204,9 +204,10 @@ def _restore_newest_readable(checkpointer: Checkpointer, exp, seed: int, shardin
       logging.info(message)
       if jax.process_index() == 0:
         print(f"warning: {message}", file=sys.stderr, flush=True)
-    if failures and jax.process_count() > 1:
+    if failures and jax.process_count() > 1:  # process 0 moved them: every process forgets them
       from jax.experimental import multihost_utils
       multihost_utils.sync_global_devices("itgan_jax checkpoints set aside")
+      checkpointer.reload()
     return state, dict(meta, phase=phase)
   raise CheckpointError(
       f"no checkpoint in {checkpointer.directory} can be read: "
