@@ -17,7 +17,9 @@ column) and of the next papers.
 
 Run (full schedule; far beyond a CPU: about 0.5 TFLOP per iteration):
   python -m itgan_jax.main --config=configs/cifar10_gan.py --workdir=runs/cifar10_gan
-CPU-sized run (narrower networks, 100-iteration epochs, metrics every 2 epochs; RESULTS.md):
+CPU-sized run (narrower networks, 100-iteration epochs, metrics every 2 epochs; 1.44 s per
+iteration on 2 CPU cores, about 4 min per logged epoch with metrics on one core; RESULTS.md has
+20 epochs: SWD 173 -> 49, MS-SSIM 0.59 -> 0.139, classifier FD 361 -> 165):
   python -m itgan_jax.main --config=configs/cifar10_gan.py:small --workdir=runs/cifar10_gan_small
 Smoke run (seconds): --config=configs/cifar10_gan.py:tiny
 Tracked during training: the CIFAR-10 classifier score and classifier FD (the checked-in
