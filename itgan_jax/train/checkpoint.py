@@ -10,35 +10,13 @@ directory) is set aside, never deleted, when an older step restores (`set_aside`
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import os
 import pathlib
-import re
-import sys
-import tempfile
-import traceback
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 
-
-class _OrphanedRestoreTasks(logging.Filter):
-  """Drops asyncio's 'Task exception was never retrieved' reports of orbax/TensorStore tasks: a
-  failing restore leaves sibling tasks whose errors (a TensorStore spec dump each) asyncio logs
-  when they are garbage-collected, after the cause was already reported as a CheckpointError."""
-
-  def filter(self, record: logging.LogRecord) -> bool:
-    if not str(record.msg).startswith("Task exception was never retrieved"):
-      return True
-    text = record.getMessage()
-    if record.exc_info:
-      text += "".join(traceback.format_exception(*record.exc_info))
-    return "orbax" not in text and "tensorstore" not in text
-
-
-logging.getLogger("asyncio").addFilter(_OrphanedRestoreTasks())
+from itgan_jax.train import quiet_restore
 
 
 class CheckpointError(RuntimeError):
@@ -54,78 +32,6 @@ def short_reason(error: BaseException, limit: int = 240) -> str:
   text = str(error).strip().splitlines()[0] if str(error).strip() else ""
   text = f"{type(error).__name__}: {text}"
   return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-_CLOSED_LOOP_LINES = (
-    "Traceback (most recent call last):",
-    "  File \"ASYNCIO/base_events.py\", line 806, in call_soon_threadsafe",
-    "    self._check_closed()",
-    "  File \"ASYNCIO/base_events.py\", line 519, in _check_closed",
-    "    raise RuntimeError('Event loop is closed')",
-    "RuntimeError: Event loop is closed")
-
-
-_NOISE_STARTS = re.compile(r"(?=Traceback \(most recent call last\):|  File \"ASYNCIO|    self\._check"
-                           r"|    raise RuntimeError|RuntimeError: Event loop)")
-
-
-def drop_closed_loop_tracebacks(text: str) -> str:
-  """`text` without the 'Event loop is closed' tracebacks of asyncio's `call_soon_threadsafe`:
-  whole, or cut into pieces where two threads printed at once (a line that is part of one of
-  their lines). A 'Traceback' header is dropped only when the noise follows it; every other line
-  is kept."""
-  def normal(line):
-    return re.sub(r'"[^"]*asyncio/base_events\.py"', '"ASYNCIO/base_events.py"', line.rstrip("\n"))
-
-  def noise(line):  # every piece of the line (pieces start where a noise line starts) is noise
-    pieces = [p for p in _NOISE_STARTS.split(normal(line)) if p.strip()]
-    return bool(pieces) and any(p not in _CLOSED_LOOP_LINES[0] for p in pieces) and all(
-        len(p.strip()) >= 4 and any(p in n for n in _CLOSED_LOOP_LINES) for p in pieces)
-
-  lines = text.splitlines(keepends=True)
-  out, dropped = [], False
-  for i, line in enumerate(lines):
-    if normal(line).strip() and normal(line) in _CLOSED_LOOP_LINES[0]:
-      following = next((l for l in lines[i + 1:] if l.strip()), "")
-      # A real traceback goes on with a '  File' line; an orphaned header lost its body to the
-      # interleaving of two threads' output.
-      if noise(following) or not following.startswith("  File "):
-        dropped = True
-        continue
-    elif noise(line) or "Event loop is closed" in line:
-      dropped = True
-      continue
-    out.append(line)
-  if dropped:  # the blank lines that interleaved pieces leave behind
-    out = [line for line in out if line.strip()]
-  return "".join(out)
-
-
-@contextlib.contextmanager
-def quiet_closed_event_loop():
-  """While a failing orbax restore unwinds, TensorStore's pending callbacks hit orbax's closed
-  asyncio loop and each has its 'RuntimeError: Event loop is closed' traceback printed from
-  native code (hundreds of lines that hid the cause). Standard error is collected at the file
-  descriptor level meanwhile and written back without those tracebacks."""
-  try:
-    sys.stderr.flush()
-    saved = os.dup(2)
-  except (OSError, ValueError, AttributeError):  # no real stderr (some notebooks): as it is
-    yield
-    return
-  with tempfile.TemporaryFile() as collected:
-    os.dup2(collected.fileno(), 2)
-    try:
-      yield
-    finally:
-      sys.stderr.flush()
-      os.dup2(saved, 2)
-      os.close(saved)
-      collected.seek(0)
-      rest = drop_closed_loop_tracebacks(collected.read().decode("utf-8", errors="replace"))
-      if rest:
-        sys.stderr.write(rest)
-        sys.stderr.flush()
 
 
 class Checkpointer:
@@ -186,7 +92,7 @@ class Checkpointer:
     """The JSON `meta` of the newest (or given) step (e.g. the phase, to build the template)."""
     step = self._step(step)
     try:
-      with quiet_closed_event_loop():
+      with quiet_restore.quiet_closed_event_loop():
         return self._manager.restore(step, args=ocp.args.Composite(
             meta=ocp.args.JsonRestore()))["meta"]
     except Exception as e:  # orbax raises many types for corrupt files.
@@ -202,7 +108,7 @@ class Checkpointer:
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding or getattr(
             x, "sharding", None)), abstract_state)
     try:
-      with quiet_closed_event_loop():
+      with quiet_restore.quiet_closed_event_loop():
         restored = self._manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
     except Exception as e:  # orbax raises many types for corrupt or mismatched files.

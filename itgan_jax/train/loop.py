@@ -32,8 +32,8 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from itgan_jax.train import checkpoint as checkpoint_lib
 from itgan_jax.train import chunk as chunk_lib
+from itgan_jax.train import quiet_restore
 from itgan_jax.train import run_config
 from itgan_jax.train import sharding as sharding_lib
 from itgan_jax.train import writers
@@ -184,9 +184,10 @@ def _all_finite(state) -> jax.Array:
 
 
 def _restore_newest_readable(checkpointer: Checkpointer, exp, seed: int, sharding):
-  """Restores the newest step that reads; newer unreadable steps are set aside (never deleted)
-  with a one-line warning each. Raises `CheckpointError` (every step's cause) when none reads."""
-  failures = []
+  """Restores the newest step that reads; newer unreadable steps are set aside (never deleted).
+  Returns (state, meta, one-line warnings to print). Raises `CheckpointError` (every step's
+  cause) when none reads."""
+  failures, warnings = [], []
   for step in checkpointer.steps():
     try:
       phase = int(checkpointer.restore_meta(step).get("phase", 0))
@@ -202,13 +203,12 @@ def _restore_newest_readable(checkpointer: Checkpointer, exp, seed: int, shardin
       message = (f"checkpoint step {bad} is unreadable ({reason}); kept aside in {where}, "
                  f"resuming from step {step}")
       logging.info(message)
-      if jax.process_index() == 0:
-        print(f"warning: {message}", file=sys.stderr, flush=True)
+      warnings.append(message)
     if failures and jax.process_count() > 1:  # process 0 moved them: every process forgets them
       from jax.experimental import multihost_utils
       multihost_utils.sync_global_devices("itgan_jax checkpoints set aside")
       checkpointer.reload()
-    return state, dict(meta, phase=phase)
+    return state, dict(meta, phase=phase), warnings
   raise CheckpointError(
       f"no checkpoint in {checkpointer.directory} can be read: "
       + "; ".join(f"step {step}: {reason}" for step, reason in failures)
@@ -251,8 +251,10 @@ def train_and_evaluate(exp, config: ml_collections.ConfigDict, workdir: str,
   # --- state: fresh (data-dependent init) or restored -------------------------------------------
   meta = {"epoch_sums": {}, "epoch_wall": 0.0, "phase": 0}
   if checkpointer.latest_step() is not None:
-    with checkpoint_lib.quiet_closed_event_loop():  # also the late callbacks of a failed step
-      state, meta = _restore_newest_readable(checkpointer, exp, config.seed, repl)
+    with quiet_restore.quiet_closed_event_loop():  # also the late callbacks of a failed step
+      state, meta, warnings = _restore_newest_readable(checkpointer, exp, config.seed, repl)
+    for message in warnings if main_process else ():  # printed outside the filtered stderr
+      print(f"warning: {message}", file=sys.stderr, flush=True)
     logging.info("resumed from %s at step %d (phase %d)", checkpointer.directory,
                  int(state.step), meta["phase"])
   else:
