@@ -28,14 +28,25 @@ class EpochPlan(TypedDict):
 
 
 def select_labeled(train_y: np.ndarray, count_per_class: int, seed_data: int,
-                   num_classes: int) -> np.ndarray:
-  """Indices (int64, class by class) of the labeled subset, exactly as the official `txs/tys`."""
+                   num_classes: int, draws_before: int = 0) -> np.ndarray:
+  """Indices (int64, class by class) of the labeled subset, exactly as the official `txs/tys`.
+
+  `draws_before`: `randint(2 ** 15)` draws taken from `RandomState(seed_data)` before its
+  permutation. 0 for the scripts with `--seed_data` (a fresh `rng_data`); 2 for the minibatch-
+  discrimination scripts, whose permutation comes from `RandomState(seed)` after the two draws
+  that seed Theano's MRG stream and Lasagne.
+  """
   train_y = np.asarray(train_y)
   if train_y.ndim != 1:
     raise ValueError(f"train_y must be a 1-D label array, got shape {train_y.shape}")
   if count_per_class <= 0:
     raise ValueError(f"count_per_class must be positive, got {count_per_class}")
-  inds = np.random.RandomState(seed_data).permutation(train_y.shape[0])
+  if draws_before < 0:
+    raise ValueError(f"draws_before must be >= 0, got {draws_before}")
+  rng = np.random.RandomState(seed_data)
+  for _ in range(draws_before):
+    rng.randint(2 ** 15)
+  inds = rng.permutation(train_y.shape[0])
   permuted_y = train_y[inds]
   chosen = []
   for j in range(num_classes):

@@ -191,6 +191,19 @@ class SemiSupervisedGAN(base.VariantBase):
     return self.generator.apply(state.g.variables(), z, train=True)
 
 
+SUBSET_RNGS = ("seed_data", "seed")
+
+
+def _subset_seed(config: ml_collections.ConfigDict) -> tuple[int, int]:
+  """(RandomState seed, draws before its permutation) of the labeled subset: `data.subset_rng`
+  'seed_data' (FM scripts: a fresh RandomState(seed_data)) or 'seed' (MD scripts: RandomState(seed)
+  after the two randint draws that seed Theano and Lasagne; data.seed_data is then unused)."""
+  which = config.data.get("subset_rng", "seed_data")
+  if which not in SUBSET_RNGS:
+    raise ValueError(f"config.data.subset_rng={which!r} is not one of {SUBSET_RNGS}")
+  return (config.data.seed_data, 0) if which == "seed_data" else (config.seed, 2)
+
+
 def build(config: ml_collections.ConfigDict, dataset) -> base.Experiment:
   """The semi-supervised experiment: labeled subset, streams, K+1 game, classifier evaluation.
 
@@ -205,8 +218,9 @@ def build(config: ml_collections.ConfigDict, dataset) -> base.Experiment:
   if d.num_labeled <= 0 or d.num_labeled % dataset.num_classes:
     raise ValueError(f"data.num_labeled={d.num_labeled} must be a positive multiple of the "
                      f"{dataset.num_classes} classes (the official protocol is class-balanced)")
+  subset_seed, draws_before = _subset_seed(config)
   labeled = ssl_data.select_labeled(dataset.train_y, d.num_labeled // dataset.num_classes,
-                                    d.seed_data, dataset.num_classes)
+                                    subset_seed, dataset.num_classes, draws_before=draws_before)
   init = base.init_batch(dataset, d.init_size, d.seed_data, d.scale)
   steps = base.steps_per_epoch(t, num_train)
   generator, discriminator = models.build(config.model, dataset.num_classes, dataset.image_shape)
