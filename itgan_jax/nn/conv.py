@@ -22,14 +22,31 @@ padding) is `conv2d` on the input dilated by s with zeros.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
 
 _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 Padding = tuple[tuple[int, int], tuple[int, int]]
+_FORCE_AUTODIFF = [False]
+
+
+@contextlib.contextmanager
+def accelerator_gradients() -> Iterator[None]:
+  """Traces `conv2d` / `conv_transpose2d` with JAX's autodiff on every backend, i.e. the program
+  a GPU or TPU runs (benchmarks count its FLOPs on CPU). A trace-time switch: jit inside it."""
+  _FORCE_AUTODIFF[0], previous = True, _FORCE_AUTODIFF[0]
+  try:
+    yield
+  finally:
+    _FORCE_AUTODIFF[0] = previous
+
+
+def _cpu_vjp() -> bool:
+  return jax.default_backend() == "cpu" and not _FORCE_AUTODIFF[0]
 
 
 def _conv(x, w, strides=(1, 1), padding=((0, 0), (0, 0)), rhs_dilation=(1, 1)):
@@ -55,7 +72,7 @@ def conv2d(x: jax.Array, w: jax.Array, strides: tuple[int, int], padding: Paddin
   ((top, bottom), (left, right)); `conv2d_cpu` on CPU, plain autodiff elsewhere."""
   strides = tuple(int(s) for s in strides)
   padding = tuple((int(lo), int(hi)) for lo, hi in padding)
-  if jax.default_backend() == "cpu":
+  if _cpu_vjp():
     return conv2d_cpu(x, w, strides, padding)
   return _conv(x, w, strides, padding)
 
@@ -105,7 +122,7 @@ def conv_transpose2d(x: jax.Array, w: jax.Array, strides: tuple[int, int]) -> ja
   (k - 1 - k // 2, k - 1 - k // 2 + s - 1)."""
   kh, kw = w.shape[:2]
   pads = tuple((k - 1 - k // 2, k - 1 - k // 2 + s - 1) for k, s in zip((kh, kw), strides))
-  if jax.default_backend() == "cpu":
+  if _cpu_vjp():
     return conv2d_cpu(dilate(x, strides), jnp.flip(w, (0, 1)), (1, 1), pads)
   return jax.lax.conv_general_dilated(x, jnp.flip(w, (0, 1)), (1, 1), pads,
                                       lhs_dilation=tuple(strides), dimension_numbers=_DIMENSIONS)
