@@ -77,6 +77,15 @@ def test_generated_files_fail_the_sha256_check(tmp_path):
     assert part in str(e.value), part
 
 
+def test_wrong_image_count_under_verification(tmp_path, monkeypatch):
+  paths = write_svhn_mats(tmp_path)
+  accepted = tuple(dataclasses.replace(spec, sha256=(base.sha256_file(paths[spec.name]),))
+                   for spec in svhn.FILES)  # as if these were the original files
+  monkeypatch.setattr(svhn, "FILES", accepted)
+  with pytest.raises(base.DatasetCorruptError, match="30 images, expected 73257"):
+    svhn.load(paths)
+
+
 def test_missing_files_say_where_to_get_them(tmp_path, no_network):
   (tmp_path / "svhn").mkdir()
   write_svhn_mats(tmp_path / "other")
