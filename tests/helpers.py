@@ -27,3 +27,27 @@ def fake_dataset(name: str, image_shape: tuple[int, int, int], n_train: int, n_t
       train_y=np.arange(n_train, dtype=np.int32) % 10,
       test_x=rng.randint(0, 256, (n_test,) + image_shape).astype(np.uint8),
       test_y=np.arange(n_test, dtype=np.int32) % 10, num_classes=10)
+
+
+def svhn_pattern(n: int, offset: int = 0) -> np.ndarray:
+  """Generated SVHN images in the .mat layout (32, 32, 3, n): X[h, w, c, i] = (i + offset) + 7h +
+  3w + 50c (mod 256), so rows, columns, channels and images are all distinguishable."""
+  h, w, c, i = np.meshgrid(np.arange(32), np.arange(32), np.arange(3), np.arange(n) + offset,
+                           indexing="ij")
+  return ((i + 7 * h + 3 * w + 50 * c) % 256).astype(np.uint8)
+
+
+def write_svhn_mats(directory: pathlib.Path, n_train: int = 30, n_test: int = 20) -> dict:
+  """Small `train_32x32.mat` / `test_32x32.mat` files (MATLAB v5, scipy.io.savemat) with the
+  original layout: X uint8 (32, 32, 3, N), y uint8 (N, 1) in 1..10 (10 = digit 0), y_i = i % 10 + 1
+  for train and (i + 3) % 10 + 1 for test. Returns {file name: path}."""
+  import scipy.io  # pylint: disable=import-outside-toplevel
+  directory = pathlib.Path(directory)
+  directory.mkdir(parents=True, exist_ok=True)
+  paths = {}
+  for name, n, offset, shift in (("train_32x32.mat", n_train, 0, 0),
+                                 ("test_32x32.mat", n_test, 100, 3)):
+    y = ((np.arange(n) + shift) % 10 + 1).astype(np.uint8)[:, None]
+    scipy.io.savemat(directory / name, {"X": svhn_pattern(n, offset), "y": y})
+    paths[name] = directory / name
+  return paths

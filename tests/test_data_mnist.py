@@ -235,8 +235,8 @@ def test_sha256_cache_follows_file_changes(tmp_path):
 
 
 def test_unknown_name_and_source():
-  with pytest.raises(ValueError, match="'svhn' is not one of"):
-    datasets.load_dataset("svhn")
+  with pytest.raises(ValueError, match="'stl10' is not one of"):
+    datasets.load_dataset("stl10")
   with pytest.raises(ValueError, match="source='disk'"):
     datasets.load_dataset("mnist", source="disk")
 

@@ -3,16 +3,17 @@
 Original files are looked for, in order, in: the `data_dir` argument (config `data.dir`), the
 directory in the environment variable ITGAN_DATA_DIR, and the download cache
 (`$XDG_CACHE_HOME/itgan_jax/data`, default ~/.cache/itgan_jax/data); in each root first under
-`<root>/<name>/` (e.g. `<root>/mnist/`, `<root>/cifar10/`), then directly in `<root>/`. With
-`allow_download=True`, missing files are fetched from their standard mirrors into
+`<root>/<name>/` (e.g. `<root>/mnist/`, `<root>/cifar10/`, `<root>/svhn/`), then directly in
+`<root>/`. With `allow_download=True`, missing files are fetched from their standard mirrors into
 `<first root>/<name>/` (temp file + sha256 check + rename); nothing is downloaded otherwise.
 
 A tfds copy (`source='tfds'`, or `'auto'` when one is prepared in `tfds_data_dir`) is read with
 `tfds.data_source(..., download=False)`; it needs no TensorFlow but must have been prepared in the
 ArrayRecord format (see tfds_prep.py). tfds stores examples in a hashed order; it is restored to the
-original order and checked against the original content fingerprints.
+original order and checked against the original content fingerprints (where they are recorded:
+not yet for SVHN, whose tfds copy loads in the original order from its `id` feature, unverified).
 
-To add a dataset (e.g. SVHN): write `svhn.py` with a `READER` (base.Reader) and add it to `READERS`.
+To add a dataset: write `<name>.py` with a `READER` (base.Reader) and add it to `READERS`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import warnings
 
 import numpy as np
 
-from itgan_jax.data import cifar10, mnist
+from itgan_jax.data import cifar10, mnist, svhn
 from itgan_jax.data.base import (ArrayDataset, DatasetCorruptError, DatasetError,
                                  DatasetNotFoundError, FileSpec, Reader, check_sha256,
                                  sha256_file)
@@ -38,7 +39,7 @@ __all__ = ["ArrayDataset", "DatasetError", "DatasetNotFoundError", "DatasetCorru
 
 ENV_VAR = "ITGAN_DATA_DIR"
 SOURCES = ("auto", "files", "tfds")
-READERS: dict[str, Reader] = {r.name: r for r in (mnist.READER, cifar10.READER)}
+READERS: dict[str, Reader] = {r.name: r for r in (mnist.READER, cifar10.READER, svhn.READER)}
 _TFDS_SPLITS = ("train", "test")
 
 
@@ -253,7 +254,7 @@ def load_tfds(name: str, tfds_data_dir: str | os.PathLike | None = None) -> Arra
   reader = _reader(name)
   import tensorflow_datasets as tfds  # lazy: 0.5-1.5 s import, only needed here
   tfds_data_dir = os.fspath(pathlib.Path(tfds_data_dir).expanduser()) if tfds_data_dir else None
-  arrays, verified = {}, True
+  arrays, verified, unknown = {}, True, []
   for split in _TFDS_SPLITS:
     x, y, ids, unshuffled = _read_tfds_split(tfds, reader, split, tfds_data_dir)
     order = _ids_order(ids) if len(ids) == len(y) else None
@@ -261,14 +262,24 @@ def load_tfds(name: str, tfds_data_dir: str | os.PathLike | None = None) -> Arra
       order = np.arange(len(y)) if unshuffled else tfds_shuffle_order(split, len(y))
     restored = np.empty_like(x), np.empty_like(y)
     restored[0][order], restored[1][order] = x, y
-    if reader.fingerprint(*restored) == tuple(reader.fingerprints[split]):
+    if split not in reader.fingerprints:  # original content not recorded (SVHN): cannot verify
+      verified = False
+      unknown.append(split)
+      arrays[split] = restored
+    elif reader.fingerprint(*restored) == tuple(reader.fingerprints[split]):
       arrays[split] = restored
     elif reader.fingerprint(x, y) == tuple(reader.fingerprints[split]):
       arrays[split] = (x, y)
     else:
       verified = False
       arrays[split] = restored
-  if not verified:
+  if unknown:
+    warnings.warn(f"the tfds copy of {name} in {tfds_data_dir} cannot be verified: no content "
+                  f"fingerprints of the original {reader.title} {unknown} are recorded "
+                  f"(itgan_jax/data/{name}.py FINGERPRINTS); its order was restored from the 'id' "
+                  "feature (or tfds's key hash), its content is unchecked. Use the original "
+                  "files (--config.data.source=files) for a sha256-checked copy.", stacklevel=2)
+  elif not verified:
     warnings.warn(f"the tfds copy of {name} in {tfds_data_dir} does not match the original "
                   f"{reader.title} content/order; the official labeled subset "
                   "(select_labeled) will not be reproduced exactly. Use the original files "
@@ -280,7 +291,7 @@ def load_tfds(name: str, tfds_data_dir: str | os.PathLike | None = None) -> Arra
 def load_dataset(name: str, *, source: str = "auto", data_dir: str | os.PathLike | None = None,
                  tfds_data_dir: str | os.PathLike | None = None,
                  allow_download: bool = False) -> ArrayDataset:
-  """Loads `name` ('mnist' | 'cifar10') as uint8 NHWC / int32 arrays in the original order.
+  """Loads `name` ('mnist' | 'cifar10' | 'svhn') as uint8 NHWC / int32 arrays, original order.
 
   source: 'files' = original files (module docstring); 'tfds' = prepared tfds ArrayRecord copy in
   `tfds_data_dir`; 'auto' = tfds if `tfds_prepared(name, tfds_data_dir)`, else the files.

@@ -1,4 +1,4 @@
-"""Prepare a TensorFlow-Datasets ArrayRecord copy of mnist / cifar10 (optional data source).
+"""Prepare a TensorFlow-Datasets ArrayRecord copy of mnist / cifar10 / svhn (optional source).
 
 Training never needs this: the original files are read directly (datasets.py). A tfds copy is an
 alternative for users who already keep datasets in tfds form. Reading it needs no TensorFlow
@@ -21,11 +21,13 @@ original names; tfds uses them instead of downloading, after checking their size
   mnist:   train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz,
            t10k-labels-idx1-ubyte.gz (the same files as data.dir uses);
   cifar10: cifar-10-binary.tar.gz (the *binary* version, not the python pickles used by data.dir;
-           the rebuilt shared cifar-10-python copy cannot be used).
+           the rebuilt shared cifar-10-python copy cannot be used);
+  svhn:    train_32x32.mat, test_32x32.mat and extra_32x32.mat (tfds name `svhn_cropped`; its
+           builder registers and prepares the 1.3 GB `extra` split too, which training never reads).
 Without `raw_dir` tfds downloads them (needs internet; offline it retries for minutes).
 
-Result: `<tfds_data_dir>/<name>/<version>/{dataset_info.json, features.json,
-<name>-{train,test}.array_record-000NN-of-000MM}`. tfds stores the examples in a hashed order;
+Result: `<tfds_data_dir>/<tfds name>/<version>/{dataset_info.json, features.json,
+<tfds name>-{train,test}.array_record-000NN-of-000MM}`. tfds stores the examples in a hashed order;
 `datasets.load_tfds` restores the original order (needed for the official labeled subset) and
 checks it against the original content fingerprints.
 """
@@ -35,7 +37,7 @@ from __future__ import annotations
 import argparse
 import pathlib
 
-TFDS_NAMES = {"mnist": "mnist", "cifar10": "cifar10"}
+TFDS_NAMES = {"mnist": "mnist", "cifar10": "cifar10", "svhn": "svhn_cropped"}
 
 
 def prepare(name: str, tfds_data_dir: str, raw_dir: str | None = None) -> pathlib.Path:

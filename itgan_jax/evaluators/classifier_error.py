@@ -2,11 +2,15 @@
 
 After each epoch the official scripts classify the whole test set with D in deterministic mode
 (no noise, no dropout) using the EMA parameters; we report the raw parameters' errors too.
+Test batches as the official SVHN scripts: batches of `batch_size` in order, and when the test size
+is not a multiple of it, the LAST batch is the last `batch_size` images (overlapping the previous
+batch; those images take the last batch's predictions, official `test_pred[first_ind:last_ind]`).
+Every batch thus has the full size, which matters for a batch-dependent D (minibatch features).
 Reported keys: `test_errors_ema`, `test_err_ema` (fraction), `test_errors_raw`, `test_err_raw`.
 
 Config (`config.evals.<name>`): kind='classifier_error', every_epochs, batch_size (test batches;
-1000 for MNIST, 100 where minibatch features make D batch-dependent), max_examples (None: the
-whole test set as official; a prefix for smoke runs).
+1000 for MNIST, 100 (official) where minibatch features make D batch-dependent), max_examples
+(None: the whole test set as official; a prefix for smoke runs).
 """
 
 from __future__ import annotations
@@ -23,21 +27,24 @@ KEYS = ("test_errors_ema", "test_err_ema", "test_errors_raw", "test_err_raw")
 
 
 def count_errors(classify, state, x, y, batch_size: int, use_ema: bool) -> jax.Array:
-  """Misclassified examples of (x, y) in batches of `batch_size` (a shorter last batch)."""
+  """Misclassified examples of (x, y) in full batches of `batch_size`, the last one overlapping.
+
+  Batches [0, B), [B, 2B), ... and, if B does not divide N, [N - B, N), whose predictions replace
+  those of its first images (official SVHN evaluation). N < B: one batch of the N images.
+  """
   n = x.shape[0]
+  if n <= batch_size:
+    return jnp.sum(jnp.argmax(classify(state, x, use_ema=use_ema), -1) != y)
   nb = n // batch_size
   xb = x[:nb * batch_size].reshape((nb, batch_size) + x.shape[1:])
-  yb = y[:nb * batch_size].reshape((nb, batch_size))
 
-  def one(args):
-    xi, yi = args
-    return jnp.sum(jnp.argmax(classify(state, xi, use_ema=use_ema), -1) != yi)
+  def predict(xi):
+    return jnp.argmax(classify(state, xi, use_ema=use_ema), -1)
 
-  errors = jnp.sum(jax.lax.map(one, (xb, yb)))
-  if nb * batch_size < n:
-    logits = classify(state, x[nb * batch_size:], use_ema=use_ema)
-    errors += jnp.sum(jnp.argmax(logits, -1) != y[nb * batch_size:])
-  return errors
+  pred = jax.lax.map(predict, xb).reshape(-1)
+  if nb * batch_size < n:  # the last batch = the last B images; they keep its predictions
+    pred = jnp.concatenate([pred[:n - batch_size], predict(x[n - batch_size:])])
+  return jnp.sum(pred != y)
 
 
 class ClassifierError(Scheduled):
