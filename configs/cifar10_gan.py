@@ -110,6 +110,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every_epochs = 1
   c.checkpoint.max_to_keep = 2
+  c.checkpoint.every_steps = config_dict.placeholder(int)  # also inside epochs (None: off)
 
   if args.small:  # a CPU-sized run: 1/9 of D's and 1/16 of G's multiply-adds
     c.model.d_channels = (32, 64)

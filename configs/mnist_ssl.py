@@ -116,6 +116,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every_epochs = 1
   c.checkpoint.max_to_keep = 2
+  c.checkpoint.every_steps = config_dict.placeholder(int)  # also inside epochs (None: off)
 
   if args.prerelease:  # the official script before 0fa06b5 (see the module docstring)
     c.optim.lr = 0.001

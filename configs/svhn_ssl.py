@@ -139,6 +139,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every_epochs = 1
   c.checkpoint.max_to_keep = 2
+  c.checkpoint.every_steps = config_dict.placeholder(int)  # also inside epochs (None: off)
 
   if args.md:  # train_svhn_minibatch_discrimination.py: the CIFAR MD D
     c.model.d_channels = (96, 192)

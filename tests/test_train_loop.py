@@ -109,6 +109,32 @@ def test_sigterm_mid_epoch_checkpoints_and_resume_is_bit_exact(uninterrupted, sh
   assert [r["loss_gen"] for r in _records(full_dir)] == [r["loss_gen"] for r in _records(tmp_path)]
 
 
+def test_mid_epoch_checkpoints_every_steps_survive_a_crash_bit_exactly(uninterrupted,
+                                                                       shared_data_dir, tmp_path):
+  """checkpoint.every_steps saves inside an epoch; a crash (no signal, no handler) later in that
+  epoch loses only the steps since, and the rerun equals the uninterrupted run bit for bit."""
+  full_dir, config, _ = uninterrupted
+  assert config.train.steps_per_call < config.train.steps_per_epoch
+  every = _tiny(shared_data_dir, **{"checkpoint.every_steps": config.train.steps_per_call})
+
+  def crash_in_second_chunk(step):
+    if step == 2 * config.train.steps_per_call:
+      raise RuntimeError("simulated crash")
+
+  with pytest.raises(RuntimeError, match="simulated crash"):
+    experiment.train(every, str(tmp_path), chunk_callback=crash_in_second_chunk)
+  assert Checkpointer(tmp_path).latest_step() == config.train.steps_per_call  # mid-epoch
+  experiment.train(config, str(tmp_path))  # the same command without the key also resumes
+  _assert_states_equal(_restore_state(full_dir, config)[0], _restore_state(tmp_path, config)[0])
+  assert [r["loss_gen"] for r in _records(full_dir)] == [r["loss_gen"] for r in _records(tmp_path)]
+
+
+@pytest.mark.parametrize("value", [0, -3, 2.5, True])
+def test_bad_every_steps_is_refused(shared_data_dir, value):
+  with pytest.raises(ValueError, match="checkpoint.every_steps"):
+    loop.check_config(_tiny(shared_data_dir, **{"checkpoint.every_steps": value}))
+
+
 def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(shared_data_dir, tmp_path,
                                                                        monkeypatch):
   config = _tiny(shared_data_dir, **{"train.num_epochs": 3})

@@ -5,7 +5,8 @@ variant: the variant's `init` and pure per-phase steps, its metric keys for prog
 evaluators for everything measured after an epoch. The loop runs `train.steps_per_call`
 iterations per device call as one `lax.scan` (`train/chunk.py`), compiles one chunk function per
 phase and chunk length, never runs a chunk across a phase start and lets the variant transform the
-state there (`enter_phase`), checkpoints every `checkpoint.every_epochs` and on SIGTERM/SIGINT
+state there (`enter_phase`), checkpoints every `checkpoint.every_epochs`, inside an epoch every
+`checkpoint.every_steps` iterations if set (for epochs that take hours) and on SIGTERM/SIGINT
 (the phase recorded beside the state), and stops with a clear error (keeping the last good
 checkpoint) when a metric becomes NaN/Inf. Iteration `t` draws its randomness from
 `fold_in(state.rng, t)` and its data from the epoch plan of `(seed, epoch)`, so a resumed run is
@@ -123,6 +124,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     value = config[section][name]
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
       raise ValueError(f"config.{key}={value!r} must be an integer >= 1")
+  every_steps = config.checkpoint.get("every_steps")
+  if every_steps is not None and (isinstance(every_steps, bool) or not isinstance(every_steps, int)
+                                  or every_steps < 1):
+    raise ValueError(f"config.checkpoint.every_steps={every_steps!r} must be an integer >= 1 "
+                     "(mid-epoch checkpoints for slow epochs) or None (off)")
 
 
 class _NullWriter:
@@ -239,6 +245,7 @@ def train_and_evaluate(exp, config: ml_collections.ConfigDict, workdir: str,
   repl = sharding_lib.replicated(mesh)
   spe, num_epochs = exp.steps_per_epoch, config.train.num_epochs
   total_steps = spe * num_epochs
+  every_steps = config.checkpoint.get("every_steps")
   phase_starts = tuple(variant.phase_starts)
 
   checkpointer = Checkpointer(workdir, max_to_keep=config.checkpoint.max_to_keep)
@@ -336,6 +343,9 @@ def train_and_evaluate(exp, config: ml_collections.ConfigDict, workdir: str,
             progress.update(n)
           if chunk_callback is not None:
             chunk_callback(step)
+          if (every_steps and in_epoch < spe
+              and step // every_steps > (step - n) // every_steps):  # crossed a multiple
+            save(step, {"epoch_sums": sums, "epoch_wall": wall + time.time() - t_epoch})
           stop_signal = stop.agreed()
           if stop_signal is not None and in_epoch < spe:
             meta = {"epoch_sums": sums, "epoch_wall": wall + time.time() - t_epoch}
