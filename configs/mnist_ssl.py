@@ -108,6 +108,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       reference="train",          # real images for FD / SWD / KID: the training set (or "test")
       num_reference=config_dict.placeholder(int)))  # None: as many as samples
 
+  # Matmul precision and compute dtype (docs/precision.md). 'highest': float32 products and
+  # convolutions on every backend (XLA's 'default' is TF32 on Ampere/Hopper GPUs and one bfloat16
+  # pass on TPU); compute_dtype 'bfloat16': mixed precision, float32 parameters and optimizer.
+  c.precision = ml_collections.ConfigDict()
+  c.precision.matmul = "highest"  # 'highest' | 'high' | 'default' (jax.default_matmul_precision)
+  c.precision.compute_dtype = "float32"  # 'float32' | 'bfloat16'
+
   c.log = ml_collections.ConfigDict()
   c.log.progress = True           # progress bar with ETA and running losses
   c.log.print_epochs = True       # one line per epoch on stdout when the bar is off

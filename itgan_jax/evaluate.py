@@ -253,7 +253,20 @@ def options_from_args(args: EvalArgs) -> suite_lib.Options:
 
 
 def run(args: EvalArgs) -> dict[str, Any]:
-  """Scores as the CLI does; returns the result record (also written to JSON, see module doc)."""
+  """Scores as the CLI does; returns the result record (also written to JSON, see module doc).
+
+  Generation and the metric networks are traced under the run's `config.precision.matmul`
+  ('highest', float32 on every backend, for runs without it and for --samples).
+  """
+  from itgan_jax.train import precision as precision_lib  # pylint: disable=import-outside-toplevel
+  matmul = precision_lib.DEFAULT_MATMUL
+  if args.workdir is not None and (pathlib.Path(args.workdir) / "config.json").is_file():
+    matmul = precision_lib.from_config(load_run_config(pathlib.Path(args.workdir))).matmul
+  with precision_lib.matmul_context(matmul):
+    return _run(args)
+
+
+def _run(args: EvalArgs) -> dict[str, Any]:
   if (args.workdir is None) == (args.samples is None):
     raise ValueError("give exactly one of --workdir=RUN or --samples=FILE.npz")
   metrics = suite_lib.parse_metrics(args.metrics)

@@ -16,6 +16,7 @@ import ml_collections
 from itgan_jax import variants
 from itgan_jax.data import datasets as datasets_lib
 from itgan_jax.train import loop
+from itgan_jax.train import precision as precision_lib
 from itgan_jax.train.contract import Experiment
 
 __all__ = ["Experiment", "build", "train", "load_data", "validate"]
@@ -36,6 +37,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
                      f"{variants.available()}")
   _positive(config, "train.batch_size")
   loop.check_config(config)
+  precision_lib.from_config(config)  # config.precision.matmul / compute_dtype
 
 
 def load_data(data: ml_collections.ConfigDict):

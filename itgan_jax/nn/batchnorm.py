@@ -5,6 +5,8 @@ but the feature axis, eps 1e-6. The official G is always called with determinist
 running averages that layer maintains are never used; they are not kept here. The official G uses
 `g=None` (no scale) and a learned bias: `BatchStatNorm(use_scale=False)`. Under jit with a
 batch-sharded input the statistics are over the global batch (plain jnp.mean, no per-device code).
+A bfloat16 input (config.precision.compute_dtype) is normalised in float32 and the result cast
+back, so the batch statistics keep float32 precision; float32 inputs are untouched.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ class BatchStatNorm(nn.Module):
     if not -x.ndim <= self.axis < x.ndim:
       raise ValueError(f"BatchStatNorm axis={self.axis} out of range for input of shape {x.shape}")
     axis = self.axis % x.ndim
+    in_dtype = x.dtype
+    x = x.astype(jnp.promote_types(in_dtype, jnp.float32))  # no-op for float32
     reduce_axes = tuple(a for a in range(x.ndim) if a != axis)
     mean = jnp.mean(x, axis=reduce_axes, keepdims=True)
     centred = x - mean
@@ -40,4 +44,4 @@ class BatchStatNorm(nn.Module):
       y = y * self.param("scale", nn.initializers.ones, (x.shape[axis],)).reshape(bshape)
     if self.use_bias:
       y = y + self.param("bias", nn.initializers.zeros, (x.shape[axis],)).reshape(bshape)
-    return y
+    return y.astype(in_dtype)

@@ -18,6 +18,10 @@ backends (cuDNN, TPU) take any layout and keep JAX's autodiff.
 
 `conv_transpose2d` (the official `Deconv2DLayer`: the adjoint of a stride-s conv with 'half'
 padding) is `conv2d` on the input dilated by s with zeros.
+
+Precision: the forward pass reads `jax.default_matmul_precision` (config.precision.matmul) when
+it is traced and the hand-written backward pass uses that same precision explicitly, so the
+gradient convolutions and products get it even when the VJP is traced outside the context.
 """
 
 from __future__ import annotations
@@ -49,10 +53,15 @@ def _cpu_vjp() -> bool:
   return jax.default_backend() == "cpu" and not _FORCE_AUTODIFF[0]
 
 
-def _conv(x, w, strides=(1, 1), padding=((0, 0), (0, 0)), rhs_dilation=(1, 1)):
+def _conv(x, w, strides=(1, 1), padding=((0, 0), (0, 0)), rhs_dilation=(1, 1), precision=None):
   return jax.lax.conv_general_dilated(x, w, tuple(strides), tuple(padding),
                                       rhs_dilation=tuple(rhs_dilation),
-                                      dimension_numbers=_DIMENSIONS)
+                                      dimension_numbers=_DIMENSIONS, precision=precision)
+
+
+def _traced_precision() -> str | None:
+  """The matmul precision in force now (`jax.default_matmul_precision`; None = XLA default)."""
+  return jax.config.jax_default_matmul_precision
 
 
 def dilate(x: jax.Array, strides: Sequence[int]) -> jax.Array:
@@ -73,22 +82,23 @@ def conv2d(x: jax.Array, w: jax.Array, strides: tuple[int, int], padding: Paddin
   strides = tuple(int(s) for s in strides)
   padding = tuple((int(lo), int(hi)) for lo, hi in padding)
   if _cpu_vjp():
-    return conv2d_cpu(x, w, strides, padding)
+    return conv2d_cpu(x, w, strides, padding, _traced_precision())
   return _conv(x, w, strides, padding)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def conv2d_cpu(x: jax.Array, w: jax.Array, strides: tuple[int, int], padding: Padding
-               ) -> jax.Array:
-  """`conv2d` with the loop-proof VJP of the module docstring (any backend; used on CPU)."""
-  return _conv(x, w, strides, padding)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def conv2d_cpu(x: jax.Array, w: jax.Array, strides: tuple[int, int], padding: Padding,
+               precision: str | None = None) -> jax.Array:
+  """`conv2d` with the loop-proof VJP of the module docstring (any backend; used on CPU);
+  `precision` (a `jax.default_matmul_precision` value, None = the context's) for both passes."""
+  return _conv(x, w, strides, padding, precision=precision)
 
 
-def _conv2d_fwd(x, w, strides, padding):
-  return _conv(x, w, strides, padding), (x, w)
+def _conv2d_fwd(x, w, strides, padding, precision):
+  return _conv(x, w, strides, padding, precision=precision), (x, w)
 
 
-def _conv2d_bwd(strides, padding, residuals, dy):
+def _conv2d_bwd(strides, padding, precision, residuals, dy):
   x, w = residuals
   spatial_in, kernel = x.shape[1:3], w.shape[:2]
   spatial_out = dy.shape[1:3]
@@ -96,7 +106,7 @@ def _conv2d_bwd(strides, padding, residuals, dy):
   w_adjoint = jnp.transpose(jnp.flip(w, (0, 1)), (0, 1, 3, 2))
   pads_x = tuple((k - 1 - p[0], n - 1 - (m - 1) * s + p[0])
                  for n, m, k, s, p in zip(spatial_in, spatial_out, kernel, strides, padding))
-  dx = _conv(dilate(dy, strides), w_adjoint, (1, 1), pads_x)
+  dx = _conv(dilate(dy, strides), w_adjoint, (1, 1), pads_x, precision=precision)
   # dw: one (in, out) matrix product per kernel tap, over a strided view of the padded x.
   pads_w = tuple((p[0], k + (m - 1) * s - n - p[0])
                  for n, m, k, s, p in zip(spatial_in, spatial_out, kernel, strides, padding))
@@ -107,7 +117,8 @@ def _conv2d_bwd(strides, padding, residuals, dy):
   for a in range(kh):
     for b in range(kw):
       window = x_padded[:, a:a + (ho - 1) * sh + 1:sh, b:b + (wo - 1) * sw + 1:sw, :]
-      rows.append(jnp.tensordot(window, dy, axes=((0, 1, 2), (0, 1, 2))))  # (in, out)
+      rows.append(jnp.tensordot(window, dy, axes=((0, 1, 2), (0, 1, 2)),  # (in, out)
+                                precision=precision))
   dw = jnp.stack(rows).reshape(w.shape)
   return dx, dw
 
@@ -123,6 +134,7 @@ def conv_transpose2d(x: jax.Array, w: jax.Array, strides: tuple[int, int]) -> ja
   kh, kw = w.shape[:2]
   pads = tuple((k - 1 - k // 2, k - 1 - k // 2 + s - 1) for k, s in zip((kh, kw), strides))
   if _cpu_vjp():
-    return conv2d_cpu(dilate(x, strides), jnp.flip(w, (0, 1)), (1, 1), pads)
+    return conv2d_cpu(dilate(x, strides), jnp.flip(w, (0, 1)), (1, 1), pads,
+                      _traced_precision())
   return jax.lax.conv_general_dilated(x, jnp.flip(w, (0, 1)), (1, 1), pads,
                                       lhs_dilation=tuple(strides), dimension_numbers=_DIMENSIONS)

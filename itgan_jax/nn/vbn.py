@@ -19,6 +19,8 @@ once at `init` in the non-trainable `vbn_ref` collection from the `vbn` rng stre
 rows [:R] as the reference, so the reference pass costs one extra forward pass on R rows and its
 statistics carry gradients; the network drops the first R rows of its output. Under data-parallel
 jit the reference rows are replicated constants; the statistics of the live rows never mix examples.
+A bfloat16 input (config.precision.compute_dtype) is normalised in float32 (the variance is
+s - mu^2, a difference that bfloat16 would cancel) and the result cast back.
 Not implemented: the official `half=1/2` option (reference statistics from one half of the
 reference batch), unused by the published generators.
 """
@@ -72,9 +74,11 @@ class VirtualBatchNorm(nn.Module):
       raise ValueError(f"model.g_norm={self.variant!r} is not a VBN variant {VARIANTS}")
     if self.live_stats not in LIVE_STATS:
       raise ValueError(f"VBN live_stats={self.live_stats!r} is not one of {LIVE_STATS}")
+    in_dtype = x.dtype
+    x = x.astype(jnp.promote_types(in_dtype, jnp.float32))  # no-op for float32
     if x.ndim == 1:  # official: a vector is reshaped to (N, 1, 1, 1), one gamma and beta
-      return self._normalise(x[:, None])[:, 0]
-    return self._normalise(x)
+      return self._normalise(x[:, None])[:, 0].astype(in_dtype)
+    return self._normalise(x).astype(in_dtype)
 
   def _normalise(self, x: jax.Array) -> jax.Array:
     r = self.num_ref

@@ -4,6 +4,8 @@
 benchmarks, the profiler and tests (the compiled program, its HLO and cost analysis, and a call
 that feeds it any epoch's plan). Step `t` of a chunk draws its randomness from
 `fold_in(state.rng, state.step)`, so a chunk's result depends only on the state and the plan rows.
+Both the chunk and `init_state` are traced under the experiment's matmul precision
+(`exp.matmul_precision`, config.precision.matmul), so the compiled step carries it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 import jax
 
+from itgan_jax.train import precision as precision_lib
 from itgan_jax.train import sharding as sharding_lib
 
 
@@ -39,6 +42,7 @@ def make_chunk_fn(exp, mesh, num_steps: int, *, phase: int = 0,
   """
   step_fn = exp.variant.phase_train_step(phase)
   feeder = exp.feeder
+  matmul = getattr(exp, "matmul_precision", None)
 
   def body(state, inputs_row, *, arrays):
     batch = feeder.batch(arrays, inputs_row)
@@ -47,7 +51,9 @@ def make_chunk_fn(exp, mesh, num_steps: int, *, phase: int = 0,
     return step_fn(state, batch, rng)
 
   def run(state, arrays, inputs):
-    return jax.lax.scan(functools.partial(body, arrays=arrays), state, inputs, length=num_steps)
+    with precision_lib.matmul_context(matmul):  # active while the step is traced
+      return jax.lax.scan(functools.partial(body, arrays=arrays), state, inputs,
+                          length=num_steps)
 
   repl = sharding_lib.replicated(mesh)
   return jax.jit(run, in_shardings=(repl, repl, sharding_lib.batch_sharded(mesh, 1)),
@@ -84,8 +90,9 @@ def init_state(exp, mesh, seed: int):
   exp.init_batch)`."""
   repl = sharding_lib.replicated(mesh)
   init_batch = sharding_lib.replicated_array(exp.init_batch, mesh)
-  return jax.jit(exp.variant.init, out_shardings=repl)(
-      jax.random.fold_in(jax.random.PRNGKey(seed), 0), init_batch)
+  with precision_lib.matmul_context(getattr(exp, "matmul_precision", None)):
+    return jax.jit(exp.variant.init, out_shardings=repl)(
+        jax.random.fold_in(jax.random.PRNGKey(seed), 0), init_batch)
 
 
 def compile_chunk(exp, mesh, state, num_steps: int, *, phase: int = 0,

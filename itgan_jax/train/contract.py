@@ -100,6 +100,9 @@ class Experiment:
     batch_size: global batch size (checked against the device count).
     dataset: the in-memory dataset (`data.base.ArrayDataset`) or None for streaming sources.
     scale: pixel scaling of the data (`data.preprocess`).
+    matmul_precision: `jax.default_matmul_precision` value that initialisation, the training
+      chunks and the evaluators are traced under (`config.precision.matmul`, train/precision.py);
+      None leaves JAX's setting (XLA's backend default unless set globally).
   """
   variant: Variant
   feeder: Any
@@ -110,3 +113,4 @@ class Experiment:
   batch_size: int
   scale: str
   dataset: Any = None
+  matmul_precision: str | None = None

@@ -34,6 +34,7 @@ import numpy as np
 from absl import logging
 
 from itgan_jax.train import chunk as chunk_lib
+from itgan_jax.train import precision as precision_lib
 from itgan_jax.train import quiet_restore
 from itgan_jax.train import run_config
 from itgan_jax.train import sharding as sharding_lib
@@ -234,8 +235,16 @@ def train_and_evaluate(exp, config: ml_collections.ConfigDict, workdir: str,
   """Trains experiment `exp` (built from `config`) in `workdir`, resuming from its newest
   checkpoint; returns the last epoch's record.
 
+  Everything it traces (initialisation, chunks, phase transforms, evaluators and their metric
+  networks) is traced under `exp.matmul_precision` (config.precision.matmul).
   `chunk_callback(step)`, if given, is called on the host after every chunk (tests, notebooks).
   """
+  with precision_lib.matmul_context(getattr(exp, "matmul_precision", None)):
+    return _train_and_evaluate(exp, config, workdir, chunk_callback)
+
+
+def _train_and_evaluate(exp, config: ml_collections.ConfigDict, workdir: str,
+                        chunk_callback: Callable[[int], None] | None) -> dict[str, Any]:
   check_config(config)
   main_process = jax.process_index() == 0
   workdir = _usable_workdir(pathlib.Path(workdir))

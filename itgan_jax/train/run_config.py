@@ -11,10 +11,15 @@ checkpoints compares its config with the stored one:
   logged: `RESUMABLE` below (more epochs, logging, evaluators, checkpoint cadence, where the data
   files are read from, the device count and chunking, which change results at most at rounding
   level: docs/run_safety.md).
+
+A key added after a run started is compared at the value its absence means (`ABSENT_MEANS`), so
+runs stored before `config.precision` existed resume with the default precision keys (on CPU the
+same computation bit for bit, docs/precision.md).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import pathlib
 from typing import Any
@@ -28,7 +33,15 @@ RESUMABLE = (
     "train.num_epochs", "train.steps_per_call", "train.xla_cpu_region_copy_analysis",
     "num_devices", "log.", "evals.", "checkpoint.",
     "data.dir", "data.tfds_data_dir", "data.allow_download", "data.source", "data.feeder",
+    "precision.matmul",  # how products are computed (e.g. moving a run to a GPU), not the model
 )
+
+
+# Dotted keys whose absence (configs and runs that predate them) means the given value.
+ABSENT_MEANS = {
+    "precision.matmul": "highest",
+    "precision.compute_dtype": "float32",
+}
 
 
 class ConfigMismatchError(ValueError):
@@ -47,6 +60,19 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 def as_plain(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """The config as JSON values (tuples become lists), as it is stored."""
   return json.loads(config.to_json_best_effort())
+
+
+def with_absent_defaults(tree: dict) -> dict:
+  """A copy of the plain config `tree` with the keys of `ABSENT_MEANS` it lacks filled in."""
+  tree = copy.deepcopy(tree)
+  for dotted, value in ABSENT_MEANS.items():
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for part in parents:
+      node = node.setdefault(part, {}) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+      node.setdefault(leaf, value)
+  return tree
 
 
 def resumable(key: str) -> bool:
@@ -94,7 +120,7 @@ def check_resume(workdir: str | pathlib.Path, config: ml_collections.ConfigDict
   stored = read(workdir)
   if stored is None:
     return {}
-  diff = differences(stored, as_plain(config))
+  diff = differences(with_absent_defaults(stored), with_absent_defaults(as_plain(config)))
   refused = {k: v for k, v in diff.items() if not resumable(k)}
   if refused:
     listed = "; ".join(f"{k}: {old!r} in the run, {new!r} now" for k, (old, new) in

@@ -21,6 +21,7 @@ from itgan_jax.data import preprocess
 from itgan_jax.models.latent import sample_latent
 from itgan_jax.optim import factory
 from itgan_jax.train import input_pipeline, players
+from itgan_jax.train import precision as precision_lib
 from itgan_jax.train.contract import Experiment, Variant
 from itgan_jax.train.state import TrainState
 
@@ -34,9 +35,17 @@ class VariantBase:
   a training-mode pass of D with its noise and dropout streams).
 
   Subclasses set `latent_dim`, `latent_dist` (see `models.latent.sample_latent`), `batch_size`,
-  `generator`, `discriminator`, `g_tx` and `d_tx`.
+  `generator`, `discriminator`, `g_tx` and `d_tx`, and may set `compute_dtype`
+  (`config.precision.compute_dtype`): the dtype every forward pass of `apply_network` computes in
+  (initialisation always runs in float32).
   """
   phase_starts: tuple[int, ...] = ()
+  compute_dtype: str = precision_lib.DEFAULT_COMPUTE_DTYPE
+
+  def apply_network(self, module, variables, x: jax.Array, **kwargs):
+    """`module.apply(variables, x, **kwargs)` in the variant's compute dtype, outputs float32
+    (`train.precision.apply`)."""
+    return precision_lib.apply(module, variables, x, compute_dtype=self.compute_dtype, **kwargs)
 
   def init_players(self, rng: jax.Array, x_init: jax.Array, *, g_ema: str | None = None,
                    d_ema: str | None = None) -> TrainState:
@@ -53,13 +62,13 @@ class VariantBase:
   def generate_batch(self, g_params, g_constants, rng: jax.Array) -> jax.Array:
     """`batch_size` samples of G (training mode: batch statistics) for fresh latents."""
     z = self.sample_latent(rng, self.batch_size)
-    return self.generator.apply({"params": g_params, **g_constants}, z, train=True)
+    return self.apply_network(self.generator, {"params": g_params, **g_constants}, z, train=True)
 
   def discriminate_train(self, d_params, d_constants, x: jax.Array, rng: jax.Array):
     """D's training-mode output on `x` (its input noise and dropout drawn from `rng`)."""
     k_noise, k_drop = jax.random.split(rng)
-    return self.discriminator.apply({"params": d_params, **d_constants}, x, train=True,
-                                    rngs={"noise": k_noise, "dropout": k_drop})
+    return self.apply_network(self.discriminator, {"params": d_params, **d_constants}, x,
+                              train=True, rngs={"noise": k_noise, "dropout": k_drop})
 
   def phase_train_step(self, phase: int):
     if phase:
@@ -125,7 +134,8 @@ def assemble(config: ml_collections.ConfigDict, dataset, variant: Variant, *,
                                         scale),
       epoch_plan=epoch_plan, steps_per_epoch=steps, init_batch=init,
       evaluators=evaluators_lib.build(config.get("evals"), context, offered),
-      batch_size=config.train.batch_size, scale=scale, dataset=dataset)
+      batch_size=config.train.batch_size, scale=scale, dataset=dataset,
+      matmul_precision=precision_lib.from_config(config).matmul)
 
 
 def check_feature_layer(discriminator, image_shape, fm_layer: int) -> None:
@@ -148,6 +158,11 @@ def check_generator_loss(loss: ml_collections.ConfigDict) -> None:
   gan_losses.check_label_smoothing(loss.label_smoothing)
   if loss.generator != "feature_matching":
     gan_losses.make_generator_loss(loss.generator, loss.get("kl_target", 0.375))
+
+
+def compute_dtype(config: ml_collections.ConfigDict) -> str:
+  """`config.precision.compute_dtype` (validated; 'float32' when absent), for the variant."""
+  return precision_lib.from_config(config).compute_dtype
 
 
 def get_option(cfg: Any, key: str, default):

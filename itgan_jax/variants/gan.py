@@ -76,6 +76,8 @@ class UnsupervisedGAN(base.VariantBase):
     kl_target: G's target probability of 'kl_target'.
     g_steps_per_d_step: G updates per D update (official MD scripts: 3).
     g_ema_rate: rate of G's EMA (0 = no EMA; ProGAN 0.001, i.e. beta 0.999).
+    compute_dtype: 'float32' or 'bfloat16', the dtype of the networks' forward passes
+      (`config.precision.compute_dtype`; parameters, optimizer state and the EMA stay float32).
   """
   generator: nn.Module
   discriminator: nn.Module
@@ -93,6 +95,7 @@ class UnsupervisedGAN(base.VariantBase):
   kl_target: float = 0.375
   g_steps_per_d_step: int = 1
   g_ema_rate: float = 0.0
+  compute_dtype: str = "float32"
 
   metric_keys = ("loss_d", "d_real", "d_fake", "loss_gen", "lr")
   progress_keys = ("loss_d", "loss_gen")
@@ -179,15 +182,15 @@ class UnsupervisedGAN(base.VariantBase):
   # ------------------------------------------------------------------------------------------
   def discriminate(self, state: TrainState, x: jax.Array) -> jax.Array:
     """D's real logit in deterministic mode (no noise, no dropout)."""
-    logits, _ = self.discriminator.apply(state.d.variables(), x, train=False)
+    logits, _ = self.apply_network(self.discriminator, state.d.variables(), x, train=False)
     return real_logit(logits)
 
   def generate(self, state: TrainState, z: jax.Array, use_ema: bool = True) -> jax.Array:
     """Samples for latents `z`: G's EMA when it exists (and `use_ema`), else G (batch
     statistics, as the official G always)."""
     g = state.g
-    return self.generator.apply(g.variables(use_ema=use_ema and g.ema is not None), z,
-                                train=True)
+    return self.apply_network(self.generator, g.variables(use_ema=use_ema and g.ema is not None),
+                              z, train=True)
 
 
 def build(config: ml_collections.ConfigDict, dataset) -> base.Experiment:
@@ -207,7 +210,8 @@ def build(config: ml_collections.ConfigDict, dataset) -> base.Experiment:
       latent_dist=config.model.z_dist, batch_size=t.batch_size, generator_loss=l.generator,
       fm_distance=l.get("fm_distance", "l2"), fm_layer=l.get("fm_layer", -1),
       label_smoothing=l.label_smoothing, kl_target=l.get("kl_target", 0.375),
-      g_steps_per_d_step=t.get("g_steps_per_d_step", 1), g_ema_rate=o.get("g_ema_rate", 0.0))
+      g_steps_per_d_step=t.get("g_steps_per_d_step", 1), g_ema_rate=o.get("g_ema_rate", 0.0),
+      compute_dtype=base.compute_dtype(config))
   batch_streams = streams(l.generator)
   plan_streams = tuple(dict.fromkeys(stream for _, stream in batch_streams.values()))
 

@@ -61,6 +61,8 @@ class SemiSupervisedGAN(base.VariantBase):
     ema_debias: evaluate the zero-initialised EMA divided by 1 - (1 - rate)^step (Adam-style bias
       correction) instead of the official raw average.
     g_steps_per_d_step: generator updates per discriminator update (official MD scripts: 3).
+    compute_dtype: 'float32' or 'bfloat16', the dtype of the networks' forward passes
+      (`config.precision.compute_dtype`; parameters and optimizer state stay float32).
   """
   generator: nn.Module
   discriminator: nn.Module
@@ -81,6 +83,7 @@ class SemiSupervisedGAN(base.VariantBase):
   ema_zero_init: bool = True
   ema_debias: bool = False
   g_steps_per_d_step: int = 1
+  compute_dtype: str = "float32"
 
   metric_keys = ("loss_lab", "loss_unl", "train_err", "d_real", "d_fake", "loss_gen", "lr")
   progress_keys = ("loss_lab", "loss_unl", "loss_gen")
@@ -183,12 +186,13 @@ class SemiSupervisedGAN(base.VariantBase):
     params = players.evaluation_params(state.d, use_ema, step_count=state.step,
                                        ema_rate=self.ema_rate,
                                        debias=self.ema_debias and self.ema_zero_init)
-    logits, _ = self.discriminator.apply({"params": params, **state.d.constants}, x, train=False)
+    logits, _ = self.apply_network(self.discriminator, {"params": params, **state.d.constants}, x,
+                                   train=False)
     return logits
 
   def generate(self, state: TrainState, z: jax.Array) -> jax.Array:
     """Generator samples for a given latent batch (batch statistics, as the official G always)."""
-    return self.generator.apply(state.g.variables(), z, train=True)
+    return self.apply_network(self.generator, state.g.variables(), z, train=True)
 
 
 SUBSET_RNGS = ("seed_data", "seed")
@@ -236,7 +240,7 @@ def build(config: ml_collections.ConfigDict, dataset) -> base.Experiment:
       fm_distance=l.fm_distance, fm_layer=l.fm_layer, label_smoothing=l.label_smoothing,
       kl_target=l.get("kl_target", 0.375),
       ema_rate=o.ema_rate, ema_zero_init=o.ema_zero_init, ema_debias=o.ema_debias,
-      g_steps_per_d_step=t.get("g_steps_per_d_step", 1))
+      g_steps_per_d_step=t.get("g_steps_per_d_step", 1), compute_dtype=base.compute_dtype(config))
 
   def epoch_plan(epoch: int) -> dict[str, np.ndarray]:
     plan = ssl_data.ssl_epoch_plan(num_train, labeled, t.batch_size, config.seed, epoch)
