@@ -123,6 +123,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       num_samples=10000, reference="train", num_reference=config_dict.placeholder(int),
       inception_weights=config_dict.placeholder(str)))
 
+  # Matmul precision and compute dtype (docs/precision.md). 'highest': float32 products and
+  # convolutions on every backend (XLA's 'default' is TF32 on Ampere/Hopper GPUs and one bfloat16
+  # pass on TPU); compute_dtype 'bfloat16': mixed precision, float32 parameters and optimizer.
+  c.precision = ml_collections.ConfigDict()
+  c.precision.matmul = "highest"  # 'highest' | 'high' | 'default' (jax.default_matmul_precision)
+  c.precision.compute_dtype = "float32"  # 'float32' | 'bfloat16'
+
   c.log = ml_collections.ConfigDict()
   c.log.progress = True
   c.log.print_epochs = True

@@ -68,8 +68,7 @@ def op_precision(line: str) -> str | None:
 
 # --- the config keys -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["mnist_ssl", "mnist_md", "mnist_md_mlp", "cifar10_gan",
-                                  "cifar10_md_gan"])
+@pytest.mark.parametrize("name", sorted(p.stem for p in (REPO / "configs").glob("*.py")))
 def test_every_config_has_the_precision_keys_at_their_faithful_defaults(name):
   config = load_config(name)
   assert config.precision.matmul == "highest"
