@@ -30,6 +30,10 @@ RESUMABLE = (
     "data.dir", "data.tfds_data_dir", "data.allow_download", "data.source", "data.feeder",
 )
 
+# Keys added after runs were stored, with the value that means what older runs did: a stored
+# config without the key equals one that has it at this value.
+DEFAULTS = {"train.num_seeds": 1}
+
 
 class ConfigMismatchError(ValueError):
   """The config of a rerun differs from the stored config of the run in a computation key."""
@@ -56,6 +60,9 @@ def resumable(key: str) -> bool:
 def differences(stored: dict, current: dict) -> dict[str, tuple[Any, Any]]:
   """`{dotted key: (stored value, current value)}` for every key that differs (missing: None)."""
   a, b = _flatten(stored), _flatten(current)
+  for key, value in DEFAULTS.items():
+    for tree in (a, b):
+      tree.setdefault(key, value)
   return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
 
 
