@@ -60,6 +60,7 @@ def cells(shared_data_dir, tmp_path_factory):
   return separate, vmapped, steps
 
 
+@pytest.mark.slow  # three tiny runs: ~50 s of CPU
 def test_vmapped_state_equals_separate_runs(cells):
   separate, vmapped, steps = cells
   assert steps == [2, 4, 6, 8]  # epoch 2 resumed from the epoch-1 checkpoint
@@ -75,6 +76,7 @@ def test_vmapped_state_equals_separate_runs(cells):
       np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow  # three tiny runs: ~50 s of CPU
 def test_vmapped_metrics_equal_separate_runs(cells):
   separate, vmapped, _ = cells
   mine = _records(vmapped.vmapped_workdir)
@@ -92,6 +94,7 @@ def test_vmapped_metrics_equal_separate_runs(cells):
   assert (vmapped.vmapped_workdir / "samples_seed2" / "epoch_0002.png").exists()
 
 
+@pytest.mark.slow  # three tiny runs: ~50 s of CPU
 def test_table_reads_a_vmapped_cell_like_separate_runs(cells):
   separate, vmapped, _ = cells
   subsets = {c.vmap: table.status(c) for c in (separate, vmapped)}
