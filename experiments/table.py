@@ -92,6 +92,8 @@ def main(argv):
     for s in subsets:
       state = "finished" if s.finished else f"unfinished at epoch {s.epoch}/{s.num_epochs}"
       print(f"subset {s.seed}: {state} ({s.workdir})")
+    if not flags.FLAGS["verbosity"].present:
+      logging.set_verbosity(logging.ERROR)  # orbax's notes on opening checkpoints read-only
     ensembles = table.ensemble(cell, subsets) if _ENSEMBLE.value else None
     for params, e in (ensembles or {}).items():
       if e["member_errors"] != e["logged_errors"]:

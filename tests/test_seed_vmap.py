@@ -170,3 +170,31 @@ def test_runs_stored_before_num_seeds_equal_its_default():
   assert run_config.differences(stored, {"train": {"batch_size": 100, "num_seeds": 1}}) == {}
   assert run_config.differences(stored, {"train": {"batch_size": 100, "num_seeds": 3}}) == {
       "train.num_seeds": (1, 3)}
+
+
+def test_evaluate_refuses_a_vmapped_run_with_a_clear_error(shared_data_dir, tmp_path):
+  run_config.write(tmp_path, _tiny(shared_data_dir, **{"train.num_seeds": 2}))
+  with pytest.raises(ValueError, match="trains 2 seeds as one program"):
+    evaluate.run(evaluate.EvalArgs(workdir=str(tmp_path), metrics="swd"))
+
+
+def test_both_feeders_gather_each_seeds_batches(shared_data_dir):
+  """The stacked plan (steps, batch, N) gives (batch, N, ...) batches, seed i's from its own plan,
+  on the device feeder and on the host feeder (several processes) alike."""
+  from itgan_jax.train import sharding  # pylint: disable=import-outside-toplevel
+  mesh = sharding.make_mesh(1)
+  exps = {kind: experiment.build(_tiny(shared_data_dir, **{"train.num_seeds": 2,
+                                                           "data.feeder": kind}))
+          for kind in ("device", "host")}
+  plan = {k: v[:2] for k, v in exps["device"].epoch_plan(1).items()}
+  own = experiment.build(_tiny(shared_data_dir, seed=2, **{"data.seed_data": 2}))
+  own_plan = own.epoch_plan(1)
+  batches = {}
+  for kind, exp in exps.items():
+    inputs = exp.feeder.chunk_inputs(plan, mesh)
+    batches[kind] = exp.feeder.batch(exp.feeder.put(mesh), {k: v[1] for k, v in inputs.items()})
+  for key, value in batches["device"].items():
+    np.testing.assert_array_equal(np.asarray(value), np.asarray(batches["host"][key]))
+  assert batches["device"]["x_lab"].shape == (100, 2, 28, 28, 1)
+  np.testing.assert_array_equal(np.asarray(batches["device"]["y_lab"])[:, 1],
+                                own.dataset.train_y[own_plan["lab"][1]])
