@@ -90,6 +90,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.train.steps_per_epoch = config_dict.placeholder(int)  # None: 60000 // 100 = 600
   c.train.steps_per_call = 100    # iterations per jitted lax.scan call (checkpoint granularity)
   c.train.g_steps_per_d_step = 1
+  c.train.num_seeds = 1           # N > 1: seeds seed..seed+N-1 (and seed_data..+N-1) trained as
+                                  # one vmapped program (train/seed_vmap.py, experiments/table.py)
   c.train.xla_cpu_region_copy_analysis = True  # CPU only: fewer carry copies (train/loop.py)
 
   # Evaluators (itgan_jax/evaluators), run in this order after every `every_epochs` epochs and

@@ -215,6 +215,21 @@ def restore_state(workdir: pathlib.Path, exp, step: int | None = None):
   return state, int(step)
 
 
+def load_run(workdir: str | pathlib.Path, step: int | None = None, dataset=None,
+             data_dir: str | None = None):
+  """A trained run from its workdir: `(config, exp, state, step)`, the experiment rebuilt from its
+  config.json (on `dataset` when given, else loaded; `data_dir` replaces `config.data.dir`) and
+  the state of its newest (or given) checkpoint, opened read-only (`restore_state`)."""
+  from itgan_jax import experiment as experiment_lib  # pylint: disable=import-outside-toplevel
+  workdir = pathlib.Path(workdir)
+  config = load_run_config(workdir)
+  if data_dir is not None:
+    config.data.dir = data_dir
+  exp = experiment_lib.build(config, dataset)
+  state, step = restore_state(workdir, exp, step)
+  return config, exp, state, step
+
+
 def generate_samples(exp, state, num: int, batch_size: int, seed: int) -> np.ndarray:
   """`num` uint8 NHWC samples of the run's generator, in batches of `batch_size`; batch i uses the
   latents `exp.variant.sample_latent(fold_in(PRNGKey(seed), i), batch_size)`."""
@@ -281,6 +296,10 @@ def _run(args: EvalArgs) -> dict[str, Any]:
     config = load_run_config(workdir)
     if args.data_dir is not None:
       config.data.dir = args.data_dir
+    if experiment_lib.num_seeds(config) > 1:
+      raise ValueError(f"{workdir} trains {config.train.num_seeds} seeds as one program "
+                       "(train.num_seeds); scoring its generators is not supported yet: train "
+                       "the seed as its own run to score it")
     exp = experiment_lib.build(config)
     state, step = restore_state(workdir, exp, args.step)
     timings["restore"] = time.perf_counter() - start

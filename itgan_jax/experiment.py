@@ -9,6 +9,7 @@ objects; the loop and the library modules receive plain values.
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable
 
 import ml_collections
@@ -19,7 +20,7 @@ from itgan_jax.train import loop
 from itgan_jax.train import precision as precision_lib
 from itgan_jax.train.contract import Experiment
 
-__all__ = ["Experiment", "build", "train", "load_data", "validate"]
+__all__ = ["Experiment", "build", "train", "load_data", "validate", "num_seeds", "member_config"]
 
 
 def _positive(config: ml_collections.ConfigDict, dotted: str) -> None:
@@ -36,8 +37,30 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.variant={config.get('variant')!r}; choose one of "
                      f"{variants.available()}")
   _positive(config, "train.batch_size")
+  num_seeds(config)
   loop.check_config(config)
   precision_lib.from_config(config)  # config.precision.matmul / compute_dtype
+
+
+def num_seeds(config: ml_collections.ConfigDict) -> int:
+  """`config.train.num_seeds` (1 when the config has no such key), checked."""
+  n = config.train.get("num_seeds", 1)
+  if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+    raise ValueError(f"config.train.num_seeds={n!r} must be an integer >= 1 (the seeds trained "
+                     "as one vmapped program; 1 = one run)")
+  return n
+
+
+def member_config(config: ml_collections.ConfigDict, index: int) -> ml_collections.ConfigDict:
+  """Seed `index` of a `train.num_seeds` run: `seed + index` and `data.seed_data + index` (the
+  config of the separate run it equals), with `train.num_seeds = 1`."""
+  member = copy.deepcopy(config)
+  with member.unlocked():
+    member.seed = config.seed + index
+    if "seed_data" in member.data:
+      member.data.seed_data = config.data.seed_data + index
+    member.train.num_seeds = 1
+  return member
 
 
 def load_data(data: ml_collections.ConfigDict):
@@ -47,11 +70,23 @@ def load_data(data: ml_collections.ConfigDict):
                                    allow_download=data.get("allow_download", False))
 
 
-def build(config: ml_collections.ConfigDict) -> Experiment:
-  """Builds the experiment described by `config` (validated with clear messages)."""
+def build(config: ml_collections.ConfigDict, dataset=None) -> Experiment:
+  """Builds the experiment described by `config` (validated with clear messages); `dataset`:
+  the already loaded `config.data` (default: loaded here).
+
+  With `config.train.num_seeds = N > 1`, the N experiments of `member_config(config, i)` are
+  built and stacked into one (`train.seed_vmap`: the seeds as a vmapped leading state axis).
+  """
   validate(config)
   build_variant = variants.get(config.variant)
-  return build_variant(config, load_data(config.data))
+  if dataset is None:
+    dataset = load_data(config.data)
+  n = num_seeds(config)
+  if n == 1:
+    return build_variant(config, dataset)
+  from itgan_jax.train import seed_vmap  # pylint: disable=import-outside-toplevel
+  members = [member_config(config, i) for i in range(n)]
+  return seed_vmap.stack([build_variant(m, dataset) for m in members], [m.seed for m in members])
 
 
 def train(config: ml_collections.ConfigDict, workdir: str,

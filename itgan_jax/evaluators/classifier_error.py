@@ -47,6 +47,21 @@ def count_errors(classify, state, x, y, batch_size: int, use_ema: bool) -> jax.A
   return jnp.sum(pred != y)
 
 
+def class_probabilities(classify, state, x, batch_size: int, use_ema: bool) -> jax.Array:
+  """Softmax over the K class logits of `classify(state, x, use_ema)`, in batches of
+  `batch_size` (a shorter last batch): p(y | x, y <= K) of the K+1 discriminator, whose fixed
+  zero fake logit cancels in the class softmax. Shape (n, K), float32."""
+  n = x.shape[0]
+  nb = n // batch_size
+  xb = x[:nb * batch_size].reshape((nb, batch_size) + x.shape[1:])
+  probs = jax.lax.map(lambda xi: jax.nn.softmax(classify(state, xi, use_ema=use_ema), -1), xb)
+  probs = probs.reshape((nb * batch_size,) + probs.shape[2:])
+  if nb * batch_size < n:
+    rest = jax.nn.softmax(classify(state, x[nb * batch_size:], use_ema=use_ema), -1)
+    probs = jnp.concatenate([probs, rest])
+  return probs
+
+
 class ClassifierError(Scheduled):
   """Counts test errors with `variant.classify(state, x, use_ema)`, EMA and raw parameters."""
   keys = KEYS

@@ -36,6 +36,10 @@ RESUMABLE = (
     "precision.matmul",  # how products are computed (e.g. moving a run to a GPU), not the model
 )
 
+# Keys added after runs were stored, with the value that means what older runs did: a stored
+# config without the key equals one that has it at this value.
+DEFAULTS = {"train.num_seeds": 1}
+
 
 # Dotted keys whose absence (configs and runs that predate them) means the given value.
 ABSENT_MEANS = {
@@ -82,6 +86,9 @@ def resumable(key: str) -> bool:
 def differences(stored: dict, current: dict) -> dict[str, tuple[Any, Any]]:
   """`{dotted key: (stored value, current value)}` for every key that differs (missing: None)."""
   a, b = _flatten(stored), _flatten(current)
+  for key, value in DEFAULTS.items():
+    for tree in (a, b):
+      tree.setdefault(key, value)
   return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
 
 

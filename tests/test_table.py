@@ -1,0 +1,238 @@
+"""The table runner (itgan_jax/table.py, experiments/table.py): aggregation against hand-computed
+numbers, the paper's layout, the ensemble against NumPy, resume of unfinished subsets, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from itgan_jax import evaluate, table
+from itgan_jax.data import preprocess
+from itgan_jax.train import run_config
+from tests.helpers import REPO, load_config
+
+
+def _config(data_dir=None, labels=20, arg="tiny", **overrides):
+  extra = {"data.dir": str(data_dir)} if data_dir else {}
+  return load_config("mnist_ssl", f"{arg},labels={labels}",
+                     **{"num_devices": 1, "log.progress": False, "log.print_epochs": False,
+                        "evals.test_error.max_examples": 2000, **extra, **overrides})
+
+
+def _cell(root, config, subsets, **kwargs):
+  return table.Cell(config=config, subsets=subsets, root=root, name="mnist_ssl_tiny",
+                    spec="configs/mnist_ssl.py:tiny,labels=20", **kwargs)
+
+
+def _fake_run(cell, seed, last_epoch, ema, raw, config=None):
+  """A run's config.json and metrics.jsonl (no checkpoints) with the given last-epoch errors."""
+  workdir = cell.workdir(seed)
+  workdir.mkdir(parents=True)
+  run_config.write(workdir, config or table.seed_config(cell.config, seed))
+  records = [{"epoch": e, "step": 4 * e, "test_errors_ema": ema + 50 * (last_epoch - e),
+              "test_err_ema": (ema + 50 * (last_epoch - e)) / 10000,
+              "test_errors_raw": raw, "test_err_raw": raw / 10000}
+             for e in range(1, last_epoch + 1)]
+  (workdir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+@pytest.fixture
+def fake_cell(tmp_path):
+  """Subsets 1-3 finished (2 epochs: EMA 100, 110, 130; raw 120, 120, 126), subset 4 at epoch 1."""
+  cell = _cell(tmp_path, _config(), subsets=4)
+  for seed, ema, raw in ((1, 100, 120), (2, 110, 120), (3, 130, 126)):
+    _fake_run(cell, seed, 2, ema, raw)
+  _fake_run(cell, 4, 1, 90, 90)
+  return cell
+
+
+def test_status_lists_finished_and_unfinished_subsets(fake_cell):
+  subsets = table.status(fake_cell)
+  assert [(s.seed, s.epoch, s.finished) for s in subsets] == [
+      (1, 2, True), (2, 2, True), (3, 2, True), (4, 1, False)]
+  assert subsets[0].workdir == fake_cell.root / "mnist_ssl_tiny_labels20_seed1"
+
+
+def test_summary_is_mean_and_sample_std_of_the_last_epoch(fake_cell):
+  summary = table.summarize(table.status(fake_cell))
+  # By hand: EMA 100, 110, 130 -> mean 113.333; squared deviations 177.78 + 11.11 + 277.78 =
+  # 466.67, / (3 - 1) = 233.33, sqrt = 15.275. Raw 120, 120, 126 -> 122, sqrt(24 / 2) = 3.4641.
+  assert summary["ema"]["errors"]["mean"] == pytest.approx(113.3333, abs=1e-4)
+  assert summary["ema"]["errors"]["std"] == pytest.approx(15.2753, abs=1e-4)
+  assert summary["ema"]["errors"]["n"] == 3
+  assert summary["raw"]["errors"]["mean"] == pytest.approx(122.0)
+  assert summary["raw"]["errors"]["std"] == pytest.approx(3.4641, abs=1e-4)
+  assert summary["ema"]["err"]["mean"] == pytest.approx(0.01133333, abs=1e-8)
+
+
+def test_paper_layout_puts_the_papers_numbers_beside_ours(fake_cell):
+  result = table.cell_result(fake_cell, table.status(fake_cell), ensembles={
+      "ema": {"errors": 99, "err": 0.0099, "members": 3},
+      "raw": {"errors": 118, "err": 0.0118, "members": 3}})
+  text = table.format_table([result])
+  lines = text.splitlines()
+  assert lines[0].startswith("MNIST (permutation invariant): test errors of 10,000")
+  assert "| model | 20 | 50 | 100 | 200 |" in lines
+  i = lines.index("| Our model (paper) | 1677 ± 452 | 221 ± 136 † | 93 ± 6.5 | 90 ± 4.2 |")
+  assert lines[i + 1] == ("| Our model: ours, mnist_ssl_tiny, EMA D, the protocol's number | "
+                          "113.3 ± 15.3 [3/4] |  |  |  |")
+  assert lines[i + 2] == "| Our model: ours, mnist_ssl_tiny, raw D | 122.0 ± 3.5 [3/4] |  |  |  |"
+  j = lines.index("| Ensemble of 10 of our models (paper) | 1134 ± 445 † | 142 ± 96 † | "
+                  "86 ± 5.6 | 81 ± 4.3 |")
+  assert lines[j + 1] == ("| Ensemble: ours, mnist_ssl_tiny, EMA D, the protocol's number | "
+                          "99 [3 models] |  |  |  |")
+  assert lines[j + 2] == "| Ensemble: ours, mnist_ssl_tiny, raw D | 118 [3 models] |  |  |  |"
+
+
+def test_prerelease_protocol_reports_the_raw_number_first():
+  assert table.protocol_params("configs/mnist_ssl.py:prerelease,labels=100") == "raw"
+  assert table.protocol_params("configs/mnist_ssl.py:labels=100") == "ema"
+  result = {"dataset": "cifar10", "labels": 4000, "name": "cifar10_ssl", "params": "ema",
+            "subsets": 2, "ensemble": {},
+            "model": {p: {"errors": table.mean_std([1900, 1800]),
+                          "err": table.mean_std([0.19, 0.18])} for p in table.PARAMS}}
+  text = table.format_table([result])
+  assert "| Our model (paper) | 21.83 ± 2.01 | 19.61 ± 2.09 | 18.63 ± 2.32 | 17.72 ± 1.82 |" in text
+  assert "| Our model: ours, cifar10_ssl, EMA D, the protocol's number |  |  | 18.50 ± 0.71 |  |" \
+      in text
+
+
+def test_spec_helpers():
+  assert table.with_labels("configs/mnist_ssl.py", 50) == "configs/mnist_ssl.py:labels=50"
+  assert (table.with_labels("configs/mnist_ssl.py:prerelease,labels=20", 100)
+          == "configs/mnist_ssl.py:prerelease,labels=100")
+  assert table.cell_name("configs/mnist_ssl.py:prerelease,labels=100") == "mnist_ssl_prerelease"
+  assert table.cell_name("configs/cifar10_ssl.py:labels=4000") == "cifar10_ssl"
+
+
+def test_missing_root_is_a_clear_error(tmp_path):
+  cell = _cell(tmp_path / "nowhere", _config(), subsets=2)
+  with pytest.raises(FileNotFoundError, match="nowhere does not exist, so there is nothing to "
+                     "aggregate; pass --run"):
+    table.status(cell)
+
+
+def test_subset_with_another_config_is_refused(tmp_path):
+  cell = _cell(tmp_path, _config(), subsets=2)
+  _fake_run(cell, 1, 2, 100, 100)
+  other = table.seed_config(cell.config, 2)
+  other.optim.lr = 0.001
+  _fake_run(cell, 2, 2, 100, 100, config=other)
+  with pytest.raises(run_config.ConfigMismatchError,
+                     match=r"seed2 was trained with another config than this cell's \(optim.lr: "
+                     r"0.001 in the run, 0.003 in the cell\)"):
+    table.status(cell)
+
+
+def test_a_run_longer_than_the_cell_is_a_clear_error(tmp_path):
+  cell = _cell(tmp_path, _config(**{"train.num_epochs": 1}), subsets=1)
+  _fake_run(cell, 1, 2, 100, 100, config=table.seed_config(_config(), 1))
+  with pytest.raises(ValueError, match="has trained 2 epochs, more than the cell's "
+                     "train.num_epochs=1; pass --config.train.num_epochs=2"):
+    table.status(cell)
+
+
+# ------------------------------------------------------------------------------------------------
+# Real tiny runs: resume and ensemble.
+
+@pytest.fixture(scope="module")
+def trained(shared_data_dir, tmp_path_factory):
+  """Two subsets trained 1 epoch, then the same cell with 2 epochs (resumed), then once more."""
+  root = tmp_path_factory.mktemp("table")
+  steps = {1: [], 2: [], 3: []}
+  first = _cell(root, _config(shared_data_dir, **{"train.num_epochs": 1}), subsets=2)
+  table.train(first, chunk_callback=steps[1].append)
+  after_first = {s: (first.workdir(s) / "metrics.jsonl").read_text() for s in (1, 2)}
+  cell = _cell(root, _config(shared_data_dir), subsets=2)
+  subsets = table.train(cell, chunk_callback=steps[2].append)
+  mtimes = {s: os.stat(cell.workdir(s) / "metrics.jsonl").st_mtime_ns for s in (1, 2)}
+  table.train(cell, chunk_callback=steps[3].append)
+  return cell, subsets, steps, after_first, mtimes
+
+
+def test_second_call_resumes_unfinished_subsets(trained):
+  cell, subsets, steps, after_first, mtimes = trained
+  # tiny: 4 steps per epoch in chunks of 2. The first call trains steps 1-4 of both subsets; the
+  # second continues each from its epoch-1 checkpoint (steps 6, 8), never from step 0.
+  assert steps[1] == [2, 4, 2, 4]
+  assert steps[2] == [6, 8, 6, 8]
+  assert steps[3] == []  # everything finished: nothing trains, nothing is rewritten
+  assert all(s.finished and s.epoch == 2 for s in subsets)
+  for seed in (1, 2):
+    records = (cell.workdir(seed) / "metrics.jsonl").read_text()
+    assert records.startswith(after_first[seed])  # epoch 1's record kept as it was
+    assert os.stat(cell.workdir(seed) / "metrics.jsonl").st_mtime_ns == mtimes[seed]
+  stored = json.loads((cell.workdir(2) / "config.json").read_text())
+  assert stored["seed"] == 2 and stored["data"]["seed_data"] == 2
+
+
+def test_ensemble_equals_numpy_average_of_probabilities(trained):
+  cell, subsets, *_ = trained
+  got = table.ensemble(cell, subsets, return_probabilities=True)
+  probs = {"ema": [], "raw": []}
+  for s in subsets:
+    config, exp, state, step = evaluate.load_run(s.workdir)
+    assert step == 8
+    n = 2000  # the evaluator's max_examples in _config
+    x = preprocess.to_float(exp.dataset.test_x[:n], exp.scale)
+    y = exp.dataset.test_y[:n]
+    for params in probs:
+      logits = np.asarray(jax.jit(exp.variant.classify, static_argnums=(2,))(
+          state, x, params == "ema"), np.float64)
+      e = np.exp(logits - logits.max(-1, keepdims=True))
+      probs[params].append(e / e.sum(-1, keepdims=True))
+  for params, members in probs.items():
+    mean = np.mean(members, axis=0)
+    np.testing.assert_allclose(got[params]["probabilities"], mean, atol=1e-6)
+    assert got[params]["errors"] == int(np.sum(np.argmax(mean, -1) != y))
+    assert got[params]["members"] == 2 and got[params]["test_examples"] == n
+    assert got[params]["member_errors"] == got[params]["logged_errors"]
+    assert got[params]["member_errors"] == [int(np.sum(np.argmax(p, -1) != y)) for p in members]
+
+
+# ------------------------------------------------------------------------------------------------
+# The command line.
+
+def _cli(*args):
+  env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu")
+  return subprocess.run([sys.executable, str(REPO / "experiments" / "table.py"), *args],
+                        capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+
+
+def test_cli_aggregates_and_prints_the_table(fake_cell, tmp_path):
+  out = _cli("--config=configs/mnist_ssl.py:tiny", "--labels=20", "--subsets=4",
+             f"--workdir_root={fake_cell.root}", "--noensemble",
+             "--config.evals.test_error.max_examples=2000", "--config.num_devices=1",
+             "--config.log.progress=False", "--config.log.print_epochs=False",
+             f"--markdown={tmp_path / 'table.md'}")
+  assert out.returncode == 0, out.stderr
+  assert "subset 4: unfinished at epoch 1/2" in out.stdout
+  assert "113.3 ± 15.3 [3/4]" in out.stdout
+  summary = json.loads((fake_cell.root / "table_mnist_ssl_tiny_labels20.json").read_text())
+  assert summary["finished"] == [1, 2, 3] and summary["unfinished"] == {"4": 1}
+  assert "| Our model (paper) | 1677 ± 452" in (tmp_path / "table.md").read_text()
+
+
+def test_cli_errors_are_one_line(tmp_path):
+  out = _cli("--config=configs/mnist_ssl.py:tiny", "--labels=20",
+             f"--workdir_root={tmp_path / 'missing'}")
+  assert out.returncode == 1
+  assert out.stderr.strip().splitlines()[-1].startswith(
+      f"error: --workdir_root={tmp_path / 'missing'} does not exist")
+  out = _cli("--config=configs/mnist_ssl.py:tiny", f"--workdir_root={tmp_path}",
+             "--config.train.num_epochs=x")
+  assert out.returncode == 2 and "error:" in out.stderr
+
+
+def test_docstring_commands_name_existing_files():
+  doc = (REPO / "experiments" / "table.py").read_text()
+  for path in ("configs/mnist_ssl.py",):
+    assert path in doc and (REPO / path).exists()
+  assert pathlib.Path(REPO / "itgan_jax" / "table.py").exists()
