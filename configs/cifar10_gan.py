@@ -90,6 +90,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.train.steps_per_epoch = config_dict.placeholder(int)  # None: 50000 // 100 = 500
   c.train.steps_per_call = 50
   c.train.g_steps_per_d_step = 1
+  c.train.num_seeds = 1           # N > 1: seeds seed..seed+N-1 (and seed_data..) as one vmapped program
   c.train.xla_cpu_region_copy_analysis = True
 
   c.evals = ml_collections.ConfigDict()

@@ -117,6 +117,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.train.steps_per_epoch = config_dict.placeholder(int)  # None: 73257 // 100 = 732
   c.train.steps_per_call = 61     # 732 = 12 x 61: whole chunks per epoch
   c.train.g_steps_per_d_step = 1
+  c.train.num_seeds = 1           # N > 1: seeds seed..seed+N-1 (and seed_data..) as one vmapped program
   c.train.xla_cpu_region_copy_analysis = True
 
   c.evals = ml_collections.ConfigDict()
