@@ -21,15 +21,16 @@ A few real steps on a CPU (tiny widths, 128x128 images, a small folder):
   python -m itgan_jax.main --config=configs/imagenet128.py:tiny --workdir=/tmp/in_tiny \\
       --config.data.dir=FOLDER
 
-Compute (full widths): about 17 GFLOP per generated image (G, with its 16-row reference pass
-amortised) and 4 GFLOP per D image forward, so an iteration of batch 64 (128 D rows, one forward
-and two partial backward passes) is about 7 TFLOP: ~0.1 s on one H100-class GPU at 40% of its bf16
-peak... in float32 on a V100-class GPU about 0.5 s. The official run trained for days on 4 GPUs.
-Decoding: 64 ImageNet JPEGs per iteration; `data.num_workers` threads per process (PIL), one chunk
-ahead of the devices.
+Compute (full widths; XLA cost analysis of the forward passes): G 492 GFLOP for 64 samples plus
+its 16 reference rows, D 155 GFLOP on the 128-row joint batch, so one iteration (a forward pass and
+the two partial backward passes) is about 2 TFLOP; G and D hold 72M and 68M parameters. That is
+GPU/TPU work (the official run trained for days on 4 GPUs); the `:tiny` preset runs on a CPU
+(2 epochs x 2 steps of batch 4 at 128x128: 3.4 min wall on a loaded 2-core machine, nearly all
+of it XLA compilation of the init, the step and the sampler; about 1.5 s per step after that). Decoding: 64 JPEGs per
+iteration with `data.num_workers` threads per process, one chunk ahead of the devices.
 
 Deliberate differences (docs/deviations.md, "ImageNet"): batch statistics (BN-cross, minibatch
-features, VBN's live rows) are over the global batch, not over each GPU's 16; the epoch plan is a
+features) are over the global batch, not over each GPU's 16 (VBN's are per example anyway); the epoch plan is a
 permutation per (seed, epoch) instead of a shuffle queue over a pre-shuffled TFRecord; images are
 decoded and resized on the fly (PIL bilinear) instead of read from pre-resized records; TF Adam
 (eps 1e-8 outside the square root); a fixed sample grid draws each row's per-pixel noise from a
