@@ -4,6 +4,7 @@ feeder (train/streaming.py): decoding, crop/resize, labels, per-process rows, pr
 from __future__ import annotations
 
 import io
+import json
 import pathlib
 import threading
 import types
@@ -313,3 +314,26 @@ def test_loop_prefetches_the_next_chunk_across_epochs():
   np.testing.assert_array_equal(seen[2], plans[1]["idx"][0:2])
   np.testing.assert_array_equal(seen[3], plans[1]["idx"][1:2])
   assert len(seen) == 4
+
+
+def test_two_processes_each_decode_only_their_devices_rows(folder):
+  """A real two-process CPU job (2 devices each): process i decodes only batch rows 4i..4i+3 of
+  every step, and the assembled global batch equals a direct decode of the whole plan."""
+  from tests import multiprocess, streaming_worker  # pylint: disable=import-outside-toplevel
+  port = multiprocess.free_port()
+  script = pathlib.Path(streaming_worker.__file__)
+  argv = [multiprocess.python_argv(script, f"127.0.0.1:{port}", "2", str(i), str(folder))
+          for i in range(2)]
+  run = multiprocess.run_processes(argv, multiprocess.worker_env(num_cpu_devices=2), timeout=120)
+  results = []
+  for r in run.results:
+    lines = [line for line in r.stdout.splitlines() if line.startswith("RESULT ")]
+    assert len(lines) == 1, run.report()
+    results.append(json.loads(lines[0][len("RESULT "):]))
+  plan = np.asarray(results[0]["plan"])
+  half = streaming_worker.BATCH // 2
+  for i, res in enumerate(results):
+    assert res["shape"] == [streaming_worker.STEPS, streaming_worker.BATCH, 8, 8, 3]
+    assert res["shards_ok"] and res["labels_ok"] and res["prefetched"] == 1
+    np.testing.assert_array_equal(res["decoded"], plan[:, i * half:(i + 1) * half].reshape(-1))
+    assert res["checksum"] == res["want"]
