@@ -27,7 +27,7 @@ import concurrent.futures
 import dataclasses
 import os
 import pathlib
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
@@ -267,7 +267,3 @@ def first_images(dataset: StreamingDataset, count: int, seed: int) -> np.ndarray
   idx = np.random.RandomState(seed).permutation(dataset.num_train)[:count]
   return dataset.read(idx)
 
-
-def describe_plan(dataset: StreamingDataset, indices: Sequence[int]) -> list[str]:
-  """The names of the examples at `indices` (debugging, error messages)."""
-  return [dataset.describe(int(i)) for i in indices]
