@@ -16,6 +16,7 @@ import ml_collections
 
 from itgan_jax import variants
 from itgan_jax.data import datasets as datasets_lib
+from itgan_jax.data import image_folder
 from itgan_jax.train import loop
 from itgan_jax.train import precision as precision_lib
 from itgan_jax.train.contract import Experiment
@@ -64,7 +65,10 @@ def member_config(config: ml_collections.ConfigDict, index: int) -> ml_collectio
 
 
 def load_data(data: ml_collections.ConfigDict):
-  """The dataset of `config.data` (original files or a prepared tfds copy; clear errors)."""
+  """The dataset of `config.data` (original files or a prepared tfds copy; clear errors); the
+  streaming datasets (`data.image_folder.NAMES`) are decoded on demand by their feeder."""
+  if data.name in image_folder.NAMES:
+    return image_folder.load(data)
   return datasets_lib.load_dataset(data.name, source=data.source, data_dir=data.dir,
                                    tfds_data_dir=data.get("tfds_data_dir"),
                                    allow_download=data.get("allow_download", False))

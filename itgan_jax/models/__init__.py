@@ -8,6 +8,7 @@ import flax.linen as nn
 import ml_collections
 
 from itgan_jax.models import conv
+from itgan_jax.models import imagenet
 from itgan_jax.models import mnist
 
 # name -> builder(model_config, num_classes, image_shape) -> (generator, discriminator)
@@ -97,4 +98,30 @@ def _conv(cfg, num_classes, image_shape):
                              hidden_dropout=_get(cfg, "d_hidden_dropout", 0.5),
                              minibatch_kernels=kernels, minibatch_dim=dim,
                              first_pad=conv.first_conv_padding(h))
+  return g, d
+
+
+@register("imagenet")
+def _imagenet(cfg, num_classes, image_shape):
+  """Official ImageNet 128x128 G (VBN, per-pixel noise) and D (BN-cross, joint minibatch
+  features, num_classes + 1 logits); see imagenet.py. Side a multiple of 32."""
+  h, w, c = image_shape
+  if h != w or h % imagenet.DOWNSAMPLE or c != 3:
+    raise ValueError(f"the imagenet model family takes square RGB images whose side is a multiple "
+                     f"of {imagenet.DOWNSAMPLE} (official 128x128x3), got {h}x{w}x{c}; set "
+                     "data.image_size")
+  for key in ("gf_dim", "df_dim", "vbn_ref_size", "minibatch_kernels", "minibatch_dim"):
+    value = cfg[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+      raise ValueError(f"model.{key}={value!r} must be an integer >= 1")
+  if cfg.df_dim % 2:
+    raise ValueError(f"model.df_dim={cfg.df_dim} must be even (BN-cross splits D's channels in "
+                     "two halves)")
+  g = imagenet.ImagenetGenerator(image_size=h, gf_dim=cfg.gf_dim, num_ref=cfg.vbn_ref_size,
+                                 out_stddev=_get(cfg, "g_out_stddev", 0.075),
+                                 out_bias=_get(cfg, "g_out_bias", -0.45))
+  d = imagenet.ImagenetDiscriminator(df_dim=cfg.df_dim, num_classes=num_classes,
+                                     input_noise=cfg.d_input_noise,
+                                     minibatch_kernels=cfg.minibatch_kernels,
+                                     minibatch_dim=cfg.minibatch_dim)
   return g, d

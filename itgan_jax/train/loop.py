@@ -174,6 +174,23 @@ def _steps_to_phase_end(phase_starts: tuple[int, ...], step: int) -> int | None:
   return later[0] - step if later else None
 
 
+def _prefetch_next(exp, config, mesh, plan, epoch: int, next_step: int, total_steps: int,
+                   phase_starts: tuple[int, ...]) -> None:
+  """Hands the plan rows of the chunk that starts at `next_step` to a feeder that prefetches
+  (`train/streaming.py`); the same chunk boundaries as the loop below."""
+  prefetch = getattr(exp.feeder, "prefetch", None)
+  if prefetch is None or next_step >= total_steps:
+    return
+  spe = exp.steps_per_epoch
+  next_epoch, in_epoch = divmod(next_step, spe)
+  n = min(config.train.steps_per_call, spe - in_epoch)
+  to_end = _steps_to_phase_end(phase_starts, next_step)
+  if to_end is not None:
+    n = min(n, to_end)
+  rows = plan if next_epoch == epoch else exp.epoch_plan(next_epoch)
+  prefetch({k: v[in_epoch:in_epoch + n] for k, v in rows.items()}, mesh)
+
+
 def abstract_state(exp, phase: int, seed: int = 0):
   """Shapes and dtypes of the state in `phase` (init, then each phase transform), nothing run."""
   def build(rng, init_batch):
@@ -334,6 +351,7 @@ def _train_and_evaluate(exp, config: ml_collections.ConfigDict, workdir: str,
           inputs = exp.feeder.chunk_inputs(
               {k: v[in_epoch:in_epoch + n] for k, v in plan.items()}, mesh)
           state, metrics = run_chunks[key](state, arrays, inputs)
+          _prefetch_next(exp, config, mesh, plan, epoch, step + n, total_steps, phase_starts)
           metrics = jax.device_get(metrics)
           bad = [k for k, v in metrics.items() if not np.all(np.isfinite(v))]
           if bad:

@@ -121,17 +121,19 @@ def optimizers(config: ml_collections.ConfigDict):
 
 def assemble(config: ml_collections.ConfigDict, dataset, variant: Variant, *,
              arrays: Mapping[str, np.ndarray], streams: Mapping[str, tuple[str, str]],
-             epoch_plan, steps: int, init: np.ndarray, offered: tuple[str, ...]) -> Experiment:
-  """The `Experiment` of `variant`: its feeder (`config.data.feeder`), evaluators
-  (`config.evals`, of the kinds it `offered`) and the rest of the bundle."""
+             epoch_plan, steps: int, init: np.ndarray, offered: tuple[str, ...],
+             feeder: Any = None) -> Experiment:
+  """The `Experiment` of `variant`: its feeder (`config.data.feeder`, or `feeder` when given, e.g.
+  `train.streaming.StreamingFeeder`), evaluators (`config.evals`, of the kinds it `offered`) and
+  the rest of the bundle."""
   scale = config.data.scale
   context = evaluators_lib.EvalContext(
       variant_name=config.variant, variant=variant, dataset=dataset, scale=scale,
       seed=config.seed, batch_size=config.train.batch_size, num_epochs=config.train.num_epochs)
   return Experiment(
       variant=variant,
-      feeder=input_pipeline.make_feeder(config.data.get("feeder", "auto"), arrays, streams,
-                                        scale),
+      feeder=feeder if feeder is not None else input_pipeline.make_feeder(
+          config.data.get("feeder", "auto"), arrays, streams, scale),
       epoch_plan=epoch_plan, steps_per_epoch=steps, init_batch=init,
       evaluators=evaluators_lib.build(config.get("evals"), context, offered),
       batch_size=config.train.batch_size, scale=scale, dataset=dataset,
