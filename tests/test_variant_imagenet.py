@@ -167,3 +167,23 @@ def test_tiny_run_on_an_image_folder_and_its_resume_are_bit_exact(folder, tmp_pa
   states = [Checkpointer(tmp_path / d).restore(template)[0] for d in ("full", "resumed")]
   for x, y in zip(jax.tree.leaves(states[0]), jax.tree.leaves(states[1])):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_bfloat16_compute_reaches_both_networks_and_keeps_float32_losses(folder):
+  """precision.compute_dtype=bfloat16: G's and D's convolutions take bfloat16 operands (traced
+  only, no compilation), the losses and the state stay float32."""
+  exp = experiment.build(_config(folder, **{"data.image_size": 32,
+                                            "precision.compute_dtype": "bfloat16"}))
+  v = exp.variant
+  assert v.compute_dtype == "bfloat16"
+  state = jax.eval_shape(v.init, jax.random.PRNGKey(0), jnp.asarray(exp.init_batch))
+  n = exp.batch_size
+  batch = {"x": jax.ShapeDtypeStruct((n, 32, 32, 3), jnp.float32),
+           "y": jax.ShapeDtypeStruct((n,), jnp.int32)}
+  jaxpr = jax.make_jaxpr(lambda s, b: v.train_step(s, b, jax.random.PRNGKey(1)))(state, batch)
+  convs = [line for line in str(jaxpr).splitlines() if "conv_general_dilated[" in line]
+  assert convs and all("bf16[" in line for line in convs)
+  new, metrics = jax.eval_shape(lambda s, b: v.train_step(s, b, jax.random.PRNGKey(1)), state,
+                                batch)
+  assert {leaf.dtype for leaf in jax.tree.leaves(new.d.params)} == {jnp.dtype(jnp.float32)}
+  assert metrics["loss_d"].dtype == jnp.float32 and metrics["loss_gen"].dtype == jnp.float32

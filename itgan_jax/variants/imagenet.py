@@ -100,6 +100,8 @@ class ImagenetGAN(base.VariantBase):
     steps_per_epoch, latent_dim, batch_size: as the other variants (batch = real rows = fake rows).
     real_target: D's real target alpha (official 0.75); generator_target: G's KL target (0.375);
     class_weight: weight of the class cross-entropy (official 1).
+    compute_dtype: 'float32' or 'bfloat16', the networks' forward passes
+      (`config.precision.compute_dtype`; parameters, Adam state and losses stay float32).
   """
   generator: nn.Module
   discriminator: nn.Module
@@ -113,6 +115,7 @@ class ImagenetGAN(base.VariantBase):
   generator_target: float = 0.375
   class_weight: float = 1.0
   latent_dist: str = "uniform_pm1"
+  compute_dtype: str = "float32"
 
   metric_keys = ("loss_d", "loss_d_real", "loss_d_fake", "loss_d_class", "loss_gen", "d_real",
                  "d_fake", "class_error", "lr")
@@ -140,11 +143,11 @@ class ImagenetGAN(base.VariantBase):
     """(loss_d, loss_gen) and the metrics of one forward pass of G and D on the joint batch."""
     k_z, k_g, k_d = jax.random.split(rng, 3)
     z = self.sample_latent(k_z, self.batch_size)
-    x_gen = self.generator.apply({"params": g_params, **state.g.constants}, z, train=True,
-                                 rngs={"noise": k_g})
+    x_gen = self.apply_network(self.generator, {"params": g_params, **state.g.constants}, z,
+                               train=True, rngs={"noise": k_g})
     joint = jnp.concatenate([batch["x"], x_gen.astype(batch["x"].dtype)])
-    logits, _ = self.discriminator.apply({"params": d_params, **state.d.constants}, joint,
-                                         train=True, rngs={"noise": k_d})
+    logits, _ = self.apply_network(self.discriminator, {"params": d_params, **state.d.constants},
+                                   joint, train=True, rngs={"noise": k_d})
     out = imagenet_losses(logits, batch["y"], real_target=self.real_target,
                           generator_target=self.generator_target, class_weight=self.class_weight)
     return (out["loss_d"], out["loss_gen"]), out
@@ -167,7 +170,8 @@ class ImagenetGAN(base.VariantBase):
   def generate(self, state: TrainState, z: jax.Array) -> jax.Array:
     """Samples for latents `z`; each row's per-pixel noises are drawn from a key hashed from that
     row (`row_keys`), so a fixed z gives a fixed image."""
-    return self.generator.apply(state.g.variables(), z, train=True, row_keys=row_keys(z))
+    return self.apply_network(self.generator, state.g.variables(), z, train=True,
+                              row_keys=row_keys(z))
 
 
 def _check_keys(config: ml_collections.ConfigDict) -> None:
@@ -200,7 +204,7 @@ def build(config: ml_collections.ConfigDict, dataset) -> base.Experiment:
       generator=generator, discriminator=discriminator, g_tx=g_tx, d_tx=d_tx,
       lr_schedule=lr_schedule, steps_per_epoch=steps, latent_dim=config.model.z_dim,
       batch_size=t.batch_size, real_target=l.label_smoothing, generator_target=l.kl_target,
-      class_weight=l.class_weight)
+      class_weight=l.class_weight, compute_dtype=base.compute_dtype(config))
   init = preprocess.to_float(image_folder.first_images(dataset, d.init_size, config.seed), d.scale)
 
   def epoch_plan(epoch: int) -> dict[str, np.ndarray]:
