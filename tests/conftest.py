@@ -29,3 +29,14 @@ def shared_data_dir():
   if not (SHARED_DATA / "mnist" / "train-images-idx3-ubyte.gz").exists():
     pytest.skip(f"real data not found at {SHARED_DATA}")
   return SHARED_DATA
+
+
+@pytest.fixture
+def rbg_prng():
+  """RBG instead of threefry keys for the test: where its numbers do not depend on the key
+  implementation, threefry's compile time on CPU would dominate it."""
+  import jax  # pylint: disable=import-outside-toplevel
+  previous = jax.config.jax_default_prng_impl
+  jax.config.update("jax_default_prng_impl", "unsafe_rbg")
+  yield
+  jax.config.update("jax_default_prng_impl", previous)

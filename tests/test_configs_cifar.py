@@ -144,20 +144,28 @@ def test_bad_subset_rng_is_refused():
 
 
 # ---------------------------------------------------------------------------------------------
-@pytest.fixture
-def rbg_prng():
-  """RBG keys: the numbers do not matter here and threefry's CPU compile time would dominate."""
-  previous = jax.config.jax_default_prng_impl
-  jax.config.update("jax_default_prng_impl", "unsafe_rbg")
-  yield
-  jax.config.update("jax_default_prng_impl", previous)
+PRESETS = [("cifar10_ssl", "tiny"), ("cifar10_ssl", "tiny,md"), ("cifar10_ssl", "tiny,labels=1000")] + [
+    ("cifar10_table3", f"tiny,column={column}") for column in TABLE3]
+
+
+@pytest.mark.parametrize("name,arg", PRESETS)
+def test_every_preset_builds_and_initialises(name, arg):
+  """Traced only (no compilation): the experiment builds and its state has float32 leaves."""
+  exp = experiment.build(load_config(name, arg, **{"data.num_labeled": 40}))
+  state = jax.eval_shape(exp.variant.init, jax.random.PRNGKey(0), exp.init_batch)
+  assert {leaf.dtype for leaf in jax.tree.leaves(state.d.params)} == {np.dtype(np.float32)}
+  assert exp.batch_size == 16 and exp.steps_per_epoch == 2
+
+
+SSL_KEYS = ("loss_lab", "loss_unl", "loss_gen", "test_err_ema")
 
 
 @pytest.mark.parametrize("name,arg,keys", [
-    ("cifar10_ssl", "tiny", ("loss_lab", "loss_unl", "loss_gen", "test_err_ema")),
-    ("cifar10_ssl", "tiny,md", ("loss_lab", "loss_unl", "loss_gen", "test_err_ema")),
-    ("cifar10_table3", "tiny", ("loss_lab", "loss_unl", "loss_gen", "test_err_ema")),
-    ("cifar10_table3", "tiny,column=no_l_ha", ("loss_d", "loss_gen")),
+    ("cifar10_ssl", "tiny", SSL_KEYS),
+    ("cifar10_table3", "tiny", SSL_KEYS),   # "Our methods": MD + VBN + label smoothing + labels
+    pytest.param("cifar10_ssl", "tiny,md", SSL_KEYS, marks=pytest.mark.slow),
+    pytest.param("cifar10_table3", "tiny,column=no_l_ha", ("loss_d", "loss_gen"),
+                 marks=pytest.mark.slow),
 ])
 def test_preset_trains_one_step(tmp_path, rbg_prng, name, arg, keys):
   config = load_config(name, arg, **{

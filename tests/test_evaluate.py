@@ -58,7 +58,7 @@ def test_named_real_images(mnist, shared_data_dir):
   with pytest.raises(ValueError, match="step must be >= 1"):
     evaluate.load_images("mnist_test[::0]", str(shared_data_dir))
   with pytest.raises(ValueError, match="use <dataset>_train or <dataset>_test"):
-    evaluate.load_images("svhn_test", str(shared_data_dir))
+    evaluate.load_images("stl10_test", str(shared_data_dir))
 
 
 @pytest.fixture(scope="module")

@@ -99,12 +99,12 @@ def _check_records(records):
   assert 0 <= r["test_errors_raw"] <= 20
 
 
-def test_tiny_feature_matching_run(svhn_dir, tmp_path):
+def test_tiny_feature_matching_run(svhn_dir, tmp_path, rbg_prng):
   records = _run("tiny", svhn_dir, tmp_path / "fm")
   _check_records(records)
   assert (tmp_path / "fm" / "samples" / "epoch_0001.png").exists()
 
 
 @pytest.mark.slow  # a second cold XLA:CPU compile of the conv game (~1 min CPU; 15 s cached)
-def test_tiny_minibatch_discrimination_run(svhn_dir, tmp_path):
+def test_tiny_minibatch_discrimination_run(svhn_dir, tmp_path, rbg_prng):
   _check_records(_run("md,tiny", svhn_dir, tmp_path / "md"))

@@ -194,14 +194,6 @@ def test_invalid_combinations_fail_at_build_time(name, overrides, message):
 
 
 # ---------------------------------------------------------------------------------------------
-@pytest.fixture
-def rbg_prng():
-  """RBG instead of threefry keys for the run below: the loop's numbers do not matter here, and
-  threefry's compile time on CPU would dominate the test."""
-  previous = jax.config.jax_default_prng_impl
-  jax.config.update("jax_default_prng_impl", "unsafe_rbg")
-  yield
-  jax.config.update("jax_default_prng_impl", previous)
 
 
 def test_tiny_minibatch_discrimination_run_one_chunk(tmp_path, rbg_prng):

@@ -59,7 +59,7 @@ def test_generator_losses_match_numpy(kind):
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
-def test_step_uses_the_one_logit_losses_and_updated_discriminator():
+def test_step_uses_the_one_logit_losses_and_updated_discriminator(rbg_prng):
   """The step's reported losses are the formulas on D's single logit; G sees the new D."""
   exp = experiment.build(_config(**{"loss.label_smoothing": 0.9, "train.g_steps_per_d_step": 2}))
   v = exp.variant
@@ -69,10 +69,12 @@ def test_step_uses_the_one_logit_losses_and_updated_discriminator():
   assert set(metrics) == set(v.metric_keys)
   k_d, k_g = jax.random.split(jax.random.PRNGKey(3))
   lr = v.lr_schedule(0)
-  d, aux = v.discriminator_update(state, batch, k_d, lr)
+  # Jitted (op-by-op dispatch of the conv nets costs more than compiling them).
+  d, aux = jax.jit(v.discriminator_update)(state, batch, k_d, lr)
   np.testing.assert_allclose(aux["loss_d"], metrics["loss_d"], rtol=1e-6)
-  g, _ = v.generator_update(state.g, d, batch, jax.random.fold_in(k_g, 0), lr)
-  _, loss = v.generator_update(g, d, batch, jax.random.fold_in(k_g, 1), lr)
+  generator_update = jax.jit(v.generator_update)
+  g, _ = generator_update(state.g, d, batch, jax.random.fold_in(k_g, 0), lr)
+  _, loss = generator_update(g, d, batch, jax.random.fold_in(k_g, 1), lr)
   np.testing.assert_allclose(loss, metrics["loss_gen"], rtol=1e-5)
   assert int(new.step) == 1
 

@@ -146,7 +146,7 @@ def _records(workdir):
   return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_tiny_run_on_an_image_folder_and_its_resume_are_bit_exact(folder, tmp_path):
+def test_tiny_run_on_an_image_folder_and_its_resume_are_bit_exact(folder, tmp_path, rbg_prng):
   """configs/imagenet128.py:tiny through the public API: 2 epochs x 2 steps of 128x128 images
   read from the folder; then 1 epoch + a resumed epoch equal the uninterrupted run."""
   full = experiment.train(_config(folder), str(tmp_path / "full"))
