@@ -20,9 +20,11 @@ the two draws that seed Theano and Lasagne (the MD script has no --seed_data).
 Paper (test error %, mean +/- std over 10 labeled subsets, papers.md E.1): 1000 labels 21.83 +/- 2.01,
 2000 19.61 +/- 2.09, 4000 18.63 +/- 2.32, 8000 17.72 +/- 1.82; ensemble of 10 at 4000: 15.59 +/- 0.47.
 
-Run (1200 epochs = 600k iterations of one D step on 3 x 100 images and one G step; the FLOPs per
-iteration and the expected GPU wall time are in docs/compute.md, from benchmarks/cifar_step.py):
+Run (1200 epochs = 600k iterations of one D step on 3 x 100 images and one G step; 0.68 TFLOP per
+iteration (:md 0.94), 13 s per iteration on 2 CPU cores (:md 20 s), an estimated 3-6 h on one H100
+at float32 (:md 4-8 h): docs/compute.md, benchmarks/cifar_step.py. RESULTS.md has our run):
   python -m itgan_jax.main --config=configs/cifar10_ssl.py --workdir=runs/cifar10_ssl_4000
+On a CPU add --config.checkpoint.every_steps=50 (an epoch takes about 2 hours).
 Label counts: --config=configs/cifar10_ssl.py:labels=1000 (1000/2000/4000/8000);
 minibatch discrimination: --config=configs/cifar10_ssl.py:md; a table cell over 10 subsets:
 experiments/table.py. Smoke run (seconds): --config=configs/cifar10_ssl.py:tiny

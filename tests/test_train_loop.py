@@ -24,7 +24,7 @@ def _tiny(shared_data_dir, **overrides):
 
 def _restore_state(workdir, config):
   exp = experiment.build(config)
-  template = exp.variant.init(jax.random.PRNGKey(0), exp.init_batch)
+  template = jax.eval_shape(exp.variant.init, jax.random.PRNGKey(0), exp.init_batch)
   state, meta = Checkpointer(workdir).restore(template)
   return state, meta
 

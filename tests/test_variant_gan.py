@@ -63,18 +63,21 @@ def test_step_uses_the_one_logit_losses_and_updated_discriminator(rbg_prng):
   """The step's reported losses are the formulas on D's single logit; G sees the new D."""
   exp = experiment.build(_config(**{"loss.label_smoothing": 0.9, "train.g_steps_per_d_step": 2}))
   v = exp.variant
-  state = v.init(jax.random.PRNGKey(0), exp.init_batch)
+  state = jax.jit(v.init)(jax.random.PRNGKey(0), exp.init_batch)
   batch = exp.feeder.batch(exp.feeder.put(None), {k: r[0] for k, r in exp.epoch_plan(0).items()})
-  new, metrics = jax.jit(v.train_step)(state, batch, jax.random.PRNGKey(3))
-  assert set(metrics) == set(v.metric_keys)
   k_d, k_g = jax.random.split(jax.random.PRNGKey(3))
   lr = v.lr_schedule(0)
-  # Jitted (op-by-op dispatch of the conv nets costs more than compiling them).
-  d, aux = jax.jit(v.discriminator_update)(state, batch, k_d, lr)
+
+  @jax.jit  # one program (op-by-op dispatch or three compilations cost more)
+  def run(state, batch):
+    new, metrics = v.train_step(state, batch, jax.random.PRNGKey(3))
+    d, aux = v.discriminator_update(state, batch, k_d, lr)
+    g, _ = v.generator_update(state.g, d, batch, jax.random.fold_in(k_g, 0), lr)
+    _, loss = v.generator_update(g, d, batch, jax.random.fold_in(k_g, 1), lr)
+    return new, metrics, aux, loss
+  new, metrics, aux, loss = run(state, batch)
+  assert set(metrics) == set(v.metric_keys)
   np.testing.assert_allclose(aux["loss_d"], metrics["loss_d"], rtol=1e-6)
-  generator_update = jax.jit(v.generator_update)
-  g, _ = generator_update(state.g, d, batch, jax.random.fold_in(k_g, 0), lr)
-  _, loss = generator_update(g, d, batch, jax.random.fold_in(k_g, 1), lr)
   np.testing.assert_allclose(loss, metrics["loss_gen"], rtol=1e-5)
   assert int(new.step) == 1
 
@@ -88,7 +91,7 @@ def test_configs_select_their_techniques():
   fm = experiment.build(_config(**{"loss.generator": "feature_matching"}))
   assert set(fm.feeder.streams) == {"x", "x_fm"} and set(base.feeder.streams) == {"x"}
   ema = experiment.build(_config(**{"optim.g_ema_rate": 0.01}))
-  state = ema.variant.init(jax.random.PRNGKey(0), ema.init_batch)
+  state = jax.eval_shape(ema.variant.init, jax.random.PRNGKey(0), ema.init_batch)
   assert state.g.ema is not None and state.d.ema is None
 
 
@@ -103,7 +106,7 @@ def _records(workdir):
   return [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_tiny_run_and_resume_are_bit_exact(tmp_path):
+def test_tiny_run_and_resume_are_bit_exact(tmp_path, rbg_prng):
   config = _config(**{"optim.g_ema_rate": 0.01, "optim.historical_averaging_d": 1e-3})
   experiment.train(config, str(tmp_path / "full"))
   experiment.train(_config(**{"optim.g_ema_rate": 0.01, "optim.historical_averaging_d": 1e-3,
@@ -115,7 +118,7 @@ def test_tiny_run_and_resume_are_bit_exact(tmp_path):
     for key in ("loss_d", "loss_gen", "d_real", "d_fake"):
       assert a[key] == b[key], key
   exp = experiment.build(config)
-  template = exp.variant.init(jax.random.PRNGKey(0), exp.init_batch)
+  template = jax.eval_shape(exp.variant.init, jax.random.PRNGKey(0), exp.init_batch)
   states = [Checkpointer(tmp_path / d).restore(template)[0] for d in ("full", "resumed")]
   for x, y in zip(jax.tree.leaves(states[0]), jax.tree.leaves(states[1])):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
