@@ -30,7 +30,7 @@ download-free classifier, docs/metrics.md), SWD and MS-SSIM; IS/FID with
 import ml_collections
 from ml_collections import config_dict
 
-from itgan_jax.config_args import parse_arg
+from itgan_jax.config_args import parse_arg, run_sections
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -103,22 +103,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       swd_images=10000, msssim_images=10000,
       inception_weights=config_dict.placeholder(str)))
 
-  # Matmul precision and compute dtype (docs/precision.md). 'highest': float32 products and
-  # convolutions on every backend (XLA's 'default' is TF32 on Ampere/Hopper GPUs and one bfloat16
-  # pass on TPU); compute_dtype 'bfloat16': mixed precision, float32 parameters and optimizer.
-  c.precision = ml_collections.ConfigDict()
-  c.precision.matmul = "highest"  # 'highest' | 'high' | 'default' (jax.default_matmul_precision)
-  c.precision.compute_dtype = "float32"  # 'float32' | 'bfloat16'
-
-  c.log = ml_collections.ConfigDict()
-  c.log.progress = True
-  c.log.print_epochs = True
-  c.log.tensorboard = True
-
-  c.checkpoint = ml_collections.ConfigDict()
-  c.checkpoint.every_epochs = 1
-  c.checkpoint.max_to_keep = 2
-  c.checkpoint.every_steps = config_dict.placeholder(int)  # also inside epochs (None: off)
+  # precision (float32 products), log, checkpoint: config_args.run_sections()
+  c.update(run_sections())
 
   if args.small:  # a CPU-sized run: 1/9 of D's and 1/16 of G's multiply-adds
     c.model.d_channels = (32, 64)

@@ -38,7 +38,7 @@ stream, i.e. 500 labeled images); random numbers come from JAX's PRNG instead of
 import ml_collections
 from ml_collections import config_dict
 
-from itgan_jax.config_args import parse_arg
+from itgan_jax.config_args import parse_arg, run_sections
 
 LABEL_COUNTS = (1000, 2000, 4000, 8000)
 
@@ -126,22 +126,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       num_samples=10000, reference="train", num_reference=config_dict.placeholder(int),
       inception_weights=config_dict.placeholder(str)))
 
-  # Matmul precision and compute dtype (docs/precision.md). 'highest': float32 products and
-  # convolutions on every backend (XLA's 'default' is TF32 on Ampere/Hopper GPUs and one bfloat16
-  # pass on TPU); compute_dtype 'bfloat16': mixed precision, float32 parameters and optimizer.
-  c.precision = ml_collections.ConfigDict()
-  c.precision.matmul = "highest"  # 'highest' | 'high' | 'default' (jax.default_matmul_precision)
-  c.precision.compute_dtype = "float32"  # 'float32' | 'bfloat16'
-
-  c.log = ml_collections.ConfigDict()
-  c.log.progress = True
-  c.log.print_epochs = True
-  c.log.tensorboard = True
-
-  c.checkpoint = ml_collections.ConfigDict()
-  c.checkpoint.every_epochs = 1
-  c.checkpoint.max_to_keep = 2
-  c.checkpoint.every_steps = config_dict.placeholder(int)  # also inside epochs (None: off)
+  # precision (float32 products), log, checkpoint: config_args.run_sections()
+  c.update(run_sections())
 
   if args.md:  # train_cifar_minibatch_discrimination.py
     c.data.subset_rng = "seed"

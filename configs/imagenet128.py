@@ -40,7 +40,7 @@ hash of its z.
 import ml_collections
 from ml_collections import config_dict
 
-from itgan_jax.config_args import parse_arg
+from itgan_jax.config_args import parse_arg, run_sections
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -101,22 +101,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.evals.samples = ml_collections.ConfigDict(dict(
       kind="sample_grid", every_epochs=1, num_samples=64))
 
-  # Matmul precision and compute dtype (docs/precision.md). 'highest': float32 products and
-  # convolutions on every backend (XLA's 'default' is TF32 on Ampere/Hopper GPUs and one bfloat16
-  # pass on TPU; the official TF code ran float32 on 2016 GPUs); compute_dtype 'bfloat16': mixed
-  # precision, float32 parameters and optimizer.
-  c.precision = ml_collections.ConfigDict()
-  c.precision.matmul = "highest"  # 'highest' | 'high' | 'default' (jax.default_matmul_precision)
-  c.precision.compute_dtype = "float32"  # 'float32' | 'bfloat16'
-
-  c.log = ml_collections.ConfigDict()
-  c.log.progress = True
-  c.log.print_epochs = True
-  c.log.tensorboard = True
-
-  c.checkpoint = ml_collections.ConfigDict()
-  c.checkpoint.every_epochs = 1
-  c.checkpoint.max_to_keep = 2
+  # precision (float32 products), log, checkpoint: config_args.run_sections()
+  c.update(run_sections())
 
   if args.tiny:  # a few real steps on a CPU: 128x128 images, tiny widths
     c.data.name = "image_folder"

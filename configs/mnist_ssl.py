@@ -25,7 +25,7 @@ Deliberate differences from the official script (docs/deviations.md):
   * Random numbers (weights, noise, z) come from JAX's PRNG instead of Theano's MRG streams.
 """
 
-from itgan_jax.config_args import parse_arg
+from itgan_jax.config_args import parse_arg, run_sections
 import ml_collections
 from ml_collections import config_dict
 
@@ -110,22 +110,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       reference="train",          # real images for FD / SWD / KID: the training set (or "test")
       num_reference=config_dict.placeholder(int)))  # None: as many as samples
 
-  # Matmul precision and compute dtype (docs/precision.md). 'highest': float32 products and
-  # convolutions on every backend (XLA's 'default' is TF32 on Ampere/Hopper GPUs and one bfloat16
-  # pass on TPU); compute_dtype 'bfloat16': mixed precision, float32 parameters and optimizer.
-  c.precision = ml_collections.ConfigDict()
-  c.precision.matmul = "highest"  # 'highest' | 'high' | 'default' (jax.default_matmul_precision)
-  c.precision.compute_dtype = "float32"  # 'float32' | 'bfloat16'
-
-  c.log = ml_collections.ConfigDict()
-  c.log.progress = True           # progress bar with ETA and running losses
-  c.log.print_epochs = True       # one line per epoch on stdout when the bar is off
-  c.log.tensorboard = True
-
-  c.checkpoint = ml_collections.ConfigDict()
-  c.checkpoint.every_epochs = 1
-  c.checkpoint.max_to_keep = 2
-  c.checkpoint.every_steps = config_dict.placeholder(int)  # also inside epochs (None: off)
+  # precision (float32 products), log, checkpoint: config_args.run_sections()
+  c.update(run_sections())
 
   if args.prerelease:  # the official script before 0fa06b5 (see the module docstring)
     c.optim.lr = 0.001

@@ -46,7 +46,7 @@ Deliberate differences from the official scripts (docs/deviations.md):
 import ml_collections
 from ml_collections import config_dict
 
-from itgan_jax.config_args import parse_arg
+from itgan_jax.config_args import parse_arg, run_sections
 
 LABEL_COUNTS = (500, 1000, 2000)  # the paper's Table 2 columns
 
@@ -132,22 +132,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       kind="image_metrics", every_epochs=10, metrics=(), num_samples=10000,
       reference="train", num_reference=config_dict.placeholder(int)))
 
-  # Matmul precision and compute dtype (docs/precision.md). 'highest': float32 products and
-  # convolutions on every backend (XLA's 'default' is TF32 on Ampere/Hopper GPUs and one bfloat16
-  # pass on TPU); compute_dtype 'bfloat16': mixed precision, float32 parameters and optimizer.
-  c.precision = ml_collections.ConfigDict()
-  c.precision.matmul = "highest"  # 'highest' | 'high' | 'default' (jax.default_matmul_precision)
-  c.precision.compute_dtype = "float32"  # 'float32' | 'bfloat16'
-
-  c.log = ml_collections.ConfigDict()
-  c.log.progress = True
-  c.log.print_epochs = True
-  c.log.tensorboard = True
-
-  c.checkpoint = ml_collections.ConfigDict()
-  c.checkpoint.every_epochs = 1
-  c.checkpoint.max_to_keep = 2
-  c.checkpoint.every_steps = config_dict.placeholder(int)  # also inside epochs (None: off)
+  # precision (float32 products), log, checkpoint: config_args.run_sections()
+  c.update(run_sections())
 
   if args.md:  # train_svhn_minibatch_discrimination.py: the CIFAR MD D
     c.model.d_channels = (96, 192)

@@ -34,6 +34,27 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(out)
 
 
+def run_sections() -> dict[str, ml_collections.ConfigDict]:
+  """The config sections every experiment shares, at their defaults (`c.update(run_sections())`).
+
+  precision (docs/precision.md): `matmul` 'highest' = float32 products and convolutions on every
+    backend (XLA's 'default' is TF32 on Ampere/Hopper GPUs and one bfloat16 pass on TPU; the
+    papers' code ran float32), 'high' | 'default'; `compute_dtype` 'float32' | 'bfloat16' (mixed
+    precision: float32 parameters, optimizer state and losses).
+  log: `progress` (bar with ETA and running losses), `print_epochs` (one line per epoch when the
+    bar is off), `tensorboard`.
+  checkpoint (docs/run_safety.md): `every_epochs`, `max_to_keep`, `every_steps` (also inside
+    epochs, for epochs that take hours; None: off).
+  """
+  from ml_collections import config_dict  # pylint: disable=import-outside-toplevel
+  return {
+      "precision": ml_collections.ConfigDict(dict(matmul="highest", compute_dtype="float32")),
+      "log": ml_collections.ConfigDict(dict(progress=True, print_epochs=True, tensorboard=True)),
+      "checkpoint": ml_collections.ConfigDict(dict(
+          every_epochs=1, max_to_keep=2, every_steps=config_dict.placeholder(int))),
+  }
+
+
 def load_config_file(spec: str, **overrides) -> "ml_collections.ConfigDict":
   """Loads 'path/to/config.py[:arg]' like `--config=...` does, then applies dotted overrides.
 
