@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 import os
 import pathlib
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -116,6 +116,20 @@ def sha256_file(path: os.PathLike | str) -> str:
         h.update(block)
     _SHA256_CACHE[key] = h.hexdigest()
   return _SHA256_CACHE[key]
+
+
+def given_files(dataset: str, paths: Mapping[str, pathlib.Path | str], files: Sequence[FileSpec],
+                verify: bool) -> dict[str, pathlib.Path]:
+  """`{file name: path}` of every spec in `files` (a ValueError names any not given), each
+  sha256-checked against the original (`check_sha256`) if `verify`."""
+  paths = {name: pathlib.Path(p) for name, p in paths.items()}
+  missing = [f.name for f in files if f.name not in paths]
+  if missing:
+    raise ValueError(f"{dataset}.load: no path given for {missing}")
+  if verify:
+    for spec in files:
+      check_sha256(paths[spec.name], spec)
+  return paths
 
 
 def check_sha256(path: pathlib.Path, spec: FileSpec) -> None:

@@ -14,7 +14,7 @@ from typing import Mapping
 
 import numpy as np
 
-from itgan_jax.data.base import (ArrayDataset, DatasetCorruptError, FileSpec, Reader, check_sha256,
+from itgan_jax.data.base import (ArrayDataset, DatasetCorruptError, FileSpec, Reader, given_files,
                                  sha256_bytes)
 
 _MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -89,13 +89,7 @@ def _split(images_path: pathlib.Path, labels_path: pathlib.Path) -> tuple[np.nda
 
 def load(paths: Mapping[str, pathlib.Path | str], *, verify: bool = True) -> ArrayDataset:
   """Reads MNIST from `{file name: path}` of the 4 original files (sha256-checked if `verify`)."""
-  paths = {name: pathlib.Path(p) for name, p in paths.items()}
-  missing = [f.name for f in FILES if f.name not in paths]
-  if missing:
-    raise ValueError(f"mnist.load: no path given for {missing}")
-  if verify:
-    for spec in FILES:
-      check_sha256(paths[spec.name], spec)
+  paths = given_files("mnist", paths, FILES, verify)
   train_x, train_y = _split(paths[TRAIN_IMAGES.name], paths[TRAIN_LABELS.name])
   test_x, test_y = _split(paths[TEST_IMAGES.name], paths[TEST_LABELS.name])
   return ArrayDataset("mnist", train_x, train_y, test_x, test_y, 10, source="files",

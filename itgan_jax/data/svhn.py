@@ -23,7 +23,7 @@ from typing import Mapping
 
 import numpy as np
 
-from itgan_jax.data.base import (ArrayDataset, DatasetCorruptError, FileSpec, Reader, check_sha256,
+from itgan_jax.data.base import (ArrayDataset, DatasetCorruptError, FileSpec, Reader, given_files,
                                  sha256_bytes)
 
 URL = "http://ufldl.stanford.edu/housenumbers/"
@@ -81,13 +81,7 @@ def read_mat(path: pathlib.Path | str) -> tuple[np.ndarray, np.ndarray]:
 
 def load(paths: Mapping[str, pathlib.Path | str], *, verify: bool = True) -> ArrayDataset:
   """Reads SVHN from `{'train_32x32.mat': path, 'test_32x32.mat': path}` (sha256 if `verify`)."""
-  paths = {name: pathlib.Path(p) for name, p in paths.items()}
-  missing = [f.name for f in FILES if f.name not in paths]
-  if missing:
-    raise ValueError(f"svhn.load: no path given for {missing}")
-  if verify:
-    for spec in FILES:
-      check_sha256(paths[spec.name], spec)
+  paths = given_files("svhn", paths, FILES, verify)
   splits = {}
   for split, spec in (("train", TRAIN), ("test", TEST)):
     x, y = read_mat(paths[spec.name])
