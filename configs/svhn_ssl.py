@@ -20,15 +20,16 @@ Reproduces `openai/improved-gan mnist_svhn_cifar10/train_svhn_feature_matching.p
 Paper, test error % (Table 2; FM): 18.44 +/- 4.8 (500 labels), 8.11 +/- 1.3 (1000),
 6.16 +/- 0.58 (2000). The MD script is the paper's "MD does not work for SSL" comparison.
 
-Run (1000 labels, FM). About 0.66 TFLOP per iteration (D 64/128: 0.24 GFLOP per image
-forward; G 0.86 GFLOP per image), 480 TFLOP per epoch, 900 epochs: hours on one modern GPU
-(roughly 3-10 h; not measured here), beyond a CPU (~13 s per iteration on 2 cores, 2.7 h per
-epoch):
+Run (1000 labels, FM). 0.341 TFLOP per iteration (counted on the compiled program), 8.5 s per
+iteration on 2 CPU cores (1.7 h per epoch), an estimated 1.6-3.1 h for the 900 epochs on one H100
+at float32 (docs/compute.md, benchmarks/cifar_step.py --synthetic_data); on a CPU add
+--config.checkpoint.every_steps=61:
   python -m itgan_jax.main --config=configs/svhn_ssl.py --workdir=runs/svhn_fm_1000 \
       --config.data.dir=/path/to/data   # holding svhn/train_32x32.mat, svhn/test_32x32.mat
 Other label counts: --config=configs/svhn_ssl.py:labels=500 (or 2000); seeds:
 --config.seed=2 --config.data.seed_data=2 (the paper averages 10 labeled subsets).
-Minibatch discrimination (about 1.8 TFLOP per iteration): --config=configs/svhn_ssl.py:md
+Minibatch discrimination (0.936 TFLOP per iteration, est. 4.3-8.5 h on one H100):
+--config=configs/svhn_ssl.py:md
 (combine: :md,labels=500). Smoke run (tiny networks, 2 epochs of 2 iterations, 20 test images;
 about a minute on 2 CPU cores, mostly XLA compilation): :tiny (or :md,tiny).
 

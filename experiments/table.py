@@ -94,7 +94,10 @@ def main(argv):
       print(f"subset {s.seed}: {state} ({s.workdir})")
     if not flags.FLAGS["verbosity"].present:
       logging.set_verbosity(logging.ERROR)  # orbax's notes on opening checkpoints read-only
-    ensembles = table.ensemble(cell, subsets) if _ENSEMBLE.value else None
+    # The cell's data directory (a --config.data.dir override included), not the one each run
+    # stored: the runs may have moved machines since.
+    ensembles = (table.ensemble(cell, subsets, data_dir=cell.config.data.get("dir"))
+                 if _ENSEMBLE.value else None)
     for params, e in (ensembles or {}).items():
       if e["member_errors"] != e["logged_errors"]:
         print(f"warning: the {params} test errors recomputed from the checkpoints "

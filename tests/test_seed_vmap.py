@@ -158,6 +158,16 @@ def test_num_seeds_must_be_positive(shared_data_dir):
     experiment.validate(_tiny(shared_data_dir, **{"train.num_seeds": 0}))
 
 
+@pytest.mark.parametrize("level", ["highest", "default"])
+def test_vmapped_experiment_keeps_the_matmul_precision(shared_data_dir, level):
+  """The loop traces under exp.matmul_precision: the stacked experiment must carry the members'
+  (a lost value would silently mean XLA's TF32 / bf16 defaults on GPU / TPU)."""
+  exp = experiment.build(_tiny(shared_data_dir, **{"train.num_seeds": 2,
+                                                   "precision.matmul": level}))
+  assert isinstance(exp.variant, seed_vmap.SeedVmap)
+  assert exp.matmul_precision == level
+
+
 def test_member_config_shifts_both_seeds(shared_data_dir):
   config = _tiny(shared_data_dir, seed=5, **{"data.seed_data": 7, "train.num_seeds": 3})
   member = experiment.member_config(config, 2)

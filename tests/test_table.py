@@ -236,3 +236,19 @@ def test_docstring_commands_name_existing_files():
   for path in ("configs/mnist_ssl.py",):
     assert path in doc and (REPO / path).exists()
   assert pathlib.Path(REPO / "itgan_jax" / "table.py").exists()
+
+
+def test_runs_stored_before_newer_keys_existed_are_the_cells_runs(tmp_path):
+  """A run whose stored config predates config.precision and train.num_seeds (e.g. the MNIST
+  runs of earlier sessions) belongs to the cell as a resume would accept it; a real difference in
+  a computation key is still refused."""
+  config = load_config("mnist_ssl", "prerelease,labels=100")
+  stored = run_config.as_plain(config)
+  del stored["precision"], stored["train"]["num_seeds"], stored["checkpoint"]["every_steps"]
+  (tmp_path / run_config.FILENAME).write_text(json.dumps(stored))
+  table.check_run_config(tmp_path, config)
+  assert run_config.check_resume(tmp_path, config) == {}
+  stored["optim"]["lr"] = 0.003
+  (tmp_path / run_config.FILENAME).write_text(json.dumps(stored))
+  with pytest.raises(run_config.ConfigMismatchError, match="optim.lr"):
+    table.check_run_config(tmp_path, config)

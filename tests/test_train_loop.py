@@ -129,6 +129,21 @@ def test_mid_epoch_checkpoints_every_steps_survive_a_crash_bit_exactly(uninterru
   assert [r["loss_gen"] for r in _records(full_dir)] == [r["loss_gen"] for r in _records(tmp_path)]
 
 
+def test_sigterm_in_a_chunk_that_ends_on_every_steps_stops_cleanly(shared_data_dir, tmp_path):
+  """The mid-epoch save of checkpoint.every_steps and the stop's save fall on the same step: one
+  checkpoint, a clean stop (not orbax's 'step already exists')."""
+  config = _tiny(shared_data_dir, **{"checkpoint.every_steps": 2})
+  assert config.train.steps_per_call == 2 < config.train.steps_per_epoch
+
+  def send_sigterm_once(step):
+    if step == 2:
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  with pytest.raises(KeyboardInterrupt, match="Rerun the same command"):
+    experiment.train(config, str(tmp_path), chunk_callback=send_sigterm_once)
+  assert Checkpointer(tmp_path).latest_step() == 2
+
+
 @pytest.mark.parametrize("value", [0, -3, True])
 def test_bad_every_steps_is_refused(shared_data_dir, value):
   with pytest.raises(ValueError, match="checkpoint.every_steps"):

@@ -26,40 +26,35 @@ from itgan_jax.train.contract import EvalOutput
 KEYS = ("test_errors_ema", "test_err_ema", "test_errors_raw", "test_err_raw")
 
 
-def count_errors(classify, state, x, y, batch_size: int, use_ema: bool) -> jax.Array:
-  """Misclassified examples of (x, y) in full batches of `batch_size`, the last one overlapping.
-
-  Batches [0, B), [B, 2B), ... and, if B does not divide N, [N - B, N), whose predictions replace
-  those of its first images (official SVHN evaluation). N < B: one batch of the N images.
-  """
+def in_batches(f, x: jax.Array, batch_size: int) -> jax.Array:
+  """`f` (batch -> per-example outputs) over full batches of `batch_size`, the last one
+  overlapping: batches [0, B), [B, 2B), ... and, if B does not divide N, [N - B, N), whose outputs
+  replace those of its first images (official SVHN evaluation; a D with minibatch features always
+  sees full batches). N <= B: one batch of the N images."""
   n = x.shape[0]
   if n <= batch_size:
-    return jnp.sum(jnp.argmax(classify(state, x, use_ema=use_ema), -1) != y)
+    return f(x)
   nb = n // batch_size
-  xb = x[:nb * batch_size].reshape((nb, batch_size) + x.shape[1:])
+  out = jax.lax.map(f, x[:nb * batch_size].reshape((nb, batch_size) + x.shape[1:]))
+  out = out.reshape((nb * batch_size,) + out.shape[2:])
+  if nb * batch_size < n:
+    out = jnp.concatenate([out[:n - batch_size], f(x[n - batch_size:])])
+  return out
 
-  def predict(xi):
-    return jnp.argmax(classify(state, xi, use_ema=use_ema), -1)
 
-  pred = jax.lax.map(predict, xb).reshape(-1)
-  if nb * batch_size < n:  # the last batch = the last B images; they keep its predictions
-    pred = jnp.concatenate([pred[:n - batch_size], predict(x[n - batch_size:])])
+def count_errors(classify, state, x, y, batch_size: int, use_ema: bool) -> jax.Array:
+  """Misclassified examples of (x, y), classified `in_batches` of `batch_size`."""
+  pred = in_batches(lambda xi: jnp.argmax(classify(state, xi, use_ema=use_ema), -1), x,
+                    batch_size)
   return jnp.sum(pred != y)
 
 
 def class_probabilities(classify, state, x, batch_size: int, use_ema: bool) -> jax.Array:
-  """Softmax over the K class logits of `classify(state, x, use_ema)`, in batches of
-  `batch_size` (a shorter last batch): p(y | x, y <= K) of the K+1 discriminator, whose fixed
-  zero fake logit cancels in the class softmax. Shape (n, K), float32."""
-  n = x.shape[0]
-  nb = n // batch_size
-  xb = x[:nb * batch_size].reshape((nb, batch_size) + x.shape[1:])
-  probs = jax.lax.map(lambda xi: jax.nn.softmax(classify(state, xi, use_ema=use_ema), -1), xb)
-  probs = probs.reshape((nb * batch_size,) + probs.shape[2:])
-  if nb * batch_size < n:
-    rest = jax.nn.softmax(classify(state, x[nb * batch_size:], use_ema=use_ema), -1)
-    probs = jnp.concatenate([probs, rest])
-  return probs
+  """Softmax over the K class logits of `classify(state, x, use_ema)`, `in_batches` of
+  `batch_size` (as `count_errors`): p(y | x, y <= K) of the K+1 discriminator, whose fixed zero
+  fake logit cancels in the class softmax. Shape (n, K), float32."""
+  return in_batches(lambda xi: jax.nn.softmax(classify(state, xi, use_ema=use_ema), -1), x,
+                    batch_size)
 
 
 class ClassifierError(Scheduled):

@@ -370,10 +370,10 @@ def _train_and_evaluate(exp, config: ml_collections.ConfigDict, workdir: str,
             progress.update(n)
           if chunk_callback is not None:
             chunk_callback(step)
-          if (every_steps and in_epoch < spe
+          stop_signal = stop.agreed()
+          if (every_steps and in_epoch < spe and stop_signal is None
               and step // every_steps > (step - n) // every_steps):  # crossed a multiple
             save(step, {"epoch_sums": sums, "epoch_wall": wall + time.time() - t_epoch})
-          stop_signal = stop.agreed()
           if stop_signal is not None and in_epoch < spe:
             meta = {"epoch_sums": sums, "epoch_wall": wall + time.time() - t_epoch}
             save(step, meta)

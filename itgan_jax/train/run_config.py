@@ -19,7 +19,6 @@ same computation bit for bit, docs/precision.md).
 
 from __future__ import annotations
 
-import copy
 import json
 import pathlib
 from typing import Any
@@ -37,12 +36,10 @@ RESUMABLE = (
 )
 
 # Keys added after runs were stored, with the value that means what older runs did: a stored
-# config without the key equals one that has it at this value.
-DEFAULTS = {"train.num_seeds": 1}
-
-
-# Dotted keys whose absence (configs and runs that predate them) means the given value.
+# config (or a config file) without the key equals one that has it at this value. Applied by
+# `differences`, i.e. by every comparison (resume, the table runner).
 ABSENT_MEANS = {
+    "train.num_seeds": 1,
     "precision.matmul": "highest",
     "precision.compute_dtype": "float32",
 }
@@ -66,27 +63,15 @@ def as_plain(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return json.loads(config.to_json_best_effort())
 
 
-def with_absent_defaults(tree: dict) -> dict:
-  """A copy of the plain config `tree` with the keys of `ABSENT_MEANS` it lacks filled in."""
-  tree = copy.deepcopy(tree)
-  for dotted, value in ABSENT_MEANS.items():
-    *parents, leaf = dotted.split(".")
-    node = tree
-    for part in parents:
-      node = node.setdefault(part, {}) if isinstance(node, dict) else None
-    if isinstance(node, dict):
-      node.setdefault(leaf, value)
-  return tree
-
-
 def resumable(key: str) -> bool:
   return any(key == r or (r.endswith(".") and key.startswith(r)) for r in RESUMABLE)
 
 
 def differences(stored: dict, current: dict) -> dict[str, tuple[Any, Any]]:
-  """`{dotted key: (stored value, current value)}` for every key that differs (missing: None)."""
+  """`{dotted key: (stored value, current value)}` for every key that differs (missing: None;
+  the keys of `ABSENT_MEANS` compare at the value their absence means)."""
   a, b = _flatten(stored), _flatten(current)
-  for key, value in DEFAULTS.items():
+  for key, value in ABSENT_MEANS.items():
     for tree in (a, b):
       tree.setdefault(key, value)
   return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
@@ -127,7 +112,7 @@ def check_resume(workdir: str | pathlib.Path, config: ml_collections.ConfigDict
   stored = read(workdir)
   if stored is None:
     return {}
-  diff = differences(with_absent_defaults(stored), with_absent_defaults(as_plain(config)))
+  diff = differences(stored, as_plain(config))
   refused = {k: v for k, v in diff.items() if not resumable(k)}
   if refused:
     listed = "; ".join(f"{k}: {old!r} in the run, {new!r} now" for k, (old, new) in

@@ -174,6 +174,8 @@ def stack(members: Sequence[Experiment], seeds: Sequence[int]) -> Experiment:
                        "train.num_seeds needs one dataset for all seeds")
     if len(m.evaluators) != len(first.evaluators):
       raise ValueError("the seeds' experiments have different evaluators")
+    if m.matmul_precision != first.matmul_precision:
+      raise ValueError("the seeds' experiments have different precision.matmul")
 
   def epoch_plan(epoch: int) -> dict[str, np.ndarray]:
     plans = [m.epoch_plan(epoch) for m in members]
@@ -185,4 +187,5 @@ def stack(members: Sequence[Experiment], seeds: Sequence[int]) -> Experiment:
       init_batch=np.stack([m.init_batch for m in members]),
       evaluators=[PerSeedEvaluator([m.evaluators[j] for m in members], seeds)
                   for j in range(len(first.evaluators))],
-      batch_size=first.batch_size, scale=first.scale, dataset=first.dataset)
+      batch_size=first.batch_size, scale=first.scale, dataset=first.dataset,
+      matmul_precision=first.matmul_precision)
