@@ -42,7 +42,7 @@ import numpy as np
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.mnist_step import dot_flops, dots_in_hlo, matmul_gflops  # noqa: E402
+from benchmarks.mnist_step import dot_flops, dots_in_hlo, hlo_shapes, matmul_gflops  # noqa: E402
 from itgan_jax import config_args  # noqa: E402
 from itgan_jax import experiment  # noqa: E402
 from itgan_jax.data.base import ArrayDataset  # noqa: E402
@@ -54,15 +54,6 @@ SYNTHETIC_SHAPES = {"mnist": ((28, 28, 1), 60000, 10000), "cifar10": ((32, 32, 3
                     "svhn": ((32, 32, 3), 73257, 26032)}
 GPUS = {"H100 SXM fp32": 67e12, "A100 fp32": 19.5e12}
 UTILISATION = (0.3, 0.6)
-
-
-def _shapes(hlo_text: str) -> dict[str, tuple[int, ...]]:
-  shapes = {}
-  for line in hlo_text.splitlines():
-    m = re.match(r"\s*(?:ROOT )?%(\S+) = \w+\[([\d,]*)\]", line)
-    if m:
-      shapes[m.group(1)] = tuple(int(d) for d in m.group(2).split(",") if d)
-  return shapes
 
 
 def valid_taps(out: int, kernel: int, stride: int, pad_lo: int, lhs_dilate: int, rhs_dilate: int,
@@ -80,7 +71,7 @@ def valid_taps(out: int, kernel: int, stride: int, pad_lo: int, lhs_dilate: int,
 
 def conv_flops_in_hlo(hlo_text: str) -> float:
   """2 x real multiply-adds summed over every `convolution` op of an HLO module text."""
-  shapes = _shapes(hlo_text)
+  shapes = hlo_shapes(hlo_text)
   total = 0.0
   for line in hlo_text.splitlines():
     if " convolution(" not in line:

@@ -85,14 +85,20 @@ def analytic_flops_per_iteration(batch: int = 100) -> float:
   return float(d_step + g_step)
 
 
-def dots_in_hlo(hlo_text: str) -> list[tuple]:
-  """Every dot op of an HLO module text as (lhs shape, rhs shape, dimension numbers) (the scan
-  body, i.e. one iteration, appears once), for `dot_flops_in_hlo` and `time_dots`."""
+def hlo_shapes(hlo_text: str) -> dict[str, tuple[int, ...]]:
+  """`{instruction name: array shape}` of every array-valued instruction of an HLO module text."""
   shapes = {}
   for line in hlo_text.splitlines():
     m = re.match(r"\s*(?:ROOT )?%(\S+) = \w+\[([\d,]*)\]", line)
     if m:
       shapes[m.group(1)] = tuple(int(d) for d in m.group(2).split(",") if d)
+  return shapes
+
+
+def dots_in_hlo(hlo_text: str) -> list[tuple]:
+  """Every dot op of an HLO module text as (lhs shape, rhs shape, dimension numbers) (the scan
+  body, i.e. one iteration, appears once), for `dot_flops_in_hlo` and `time_dots`."""
+  shapes = hlo_shapes(hlo_text)
 
   def dims(line, key):
     m = re.search(key + r"=\{([\d,]*)\}", line)
