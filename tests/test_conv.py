@@ -110,3 +110,36 @@ def test_gradients_inside_scan_stay_canonical_on_cpu():
   assert any(l != "b01f_01io->b01f" for l in compiled_layouts(False))  # the problem exists
   ours = compiled_layouts(True)
   assert ours and all(l == "b01f_01io->b01f" for l in ours), ours
+
+
+def _penalty(conv, w, x):
+  """A gradient penalty: || d/dx sum lrelu(conv(x, w)) ||^2 per sample (needs a double
+  backward to differentiate in w)."""
+  g = jax.grad(lambda x: jnp.sum(jax.nn.leaky_relu(conv(x, w), 0.2) ** 2))(x)
+  return jnp.sum(jnp.mean(jnp.sum(g ** 2, axis=(1, 2, 3))))
+
+
+def test_double_backward_equals_autodiff():
+  rng = np.random.default_rng(1)
+  x, w = _f64(rng, (2, 7, 7, 3)), _f64(rng, (3, 3, 3, 4))
+  pad = ((1, 1), (1, 1))
+  ref = lambda x, w: jax.lax.conv_general_dilated(x, w, (2, 2), pad, dimension_numbers=_DIMENSIONS)
+  ours = lambda x, w: conv_lib.conv2d_cpu(x, w, (2, 2), pad)
+  np.testing.assert_allclose(jax.grad(_penalty, 1)(ours, w, x), jax.grad(_penalty, 1)(ref, w, x),
+                             rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU layout behaviour")
+def test_gradient_penalty_double_backward_inside_scan_stays_canonical_on_cpu():
+  """WGAN-GP differentiates the input gradient again: the backward pass's own convolutions go
+  through the loop-proof VJP too (an autodiff conv there compiles to `f01b_i01o->01bf`)."""
+  x = jnp.ones((4, 8, 8, 3), jnp.float32)
+  w = jnp.ones((3, 3, 3, 3), jnp.float32)
+  conv = lambda x, w: conv_lib.conv2d(x, w, (1, 1), ((1, 1), (1, 1)))  # noqa: E731
+
+  def run(w):
+    def body(w, _):
+      return w - 1e-3 * jax.grad(_penalty, 1)(conv, w, x), None
+    return jax.lax.scan(body, w, None, length=2)[0]
+  layouts = _convolution_layouts(jax.jit(run).lower(w).compile().as_text())
+  assert layouts and all(l == "b01f_01io->b01f" for l in layouts), layouts
