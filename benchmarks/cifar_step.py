@@ -120,7 +120,8 @@ def synthetic_dataset(name: str) -> ArrayDataset:
                       test_y=(np.arange(n_test) % 10).astype(np.int32), num_classes=10)
 
 
-def _experiment(spec: str, data_dir: str, synthetic: bool):
+def build_experiment(spec: str, data_dir: str, synthetic: bool):
+  """(config, experiment) of a config spec, on synthetic data of the official sizes if asked."""
   config = config_args.load_config_file(spec)
   config.data.dir = data_dir
   config.num_devices = 1
@@ -143,7 +144,7 @@ def main():
   print(f"backend {jax.default_backend()}, {jax.devices()[0].device_kind}", flush=True)
   rows = []
   for spec in args.configs:
-    config, exp = _experiment(spec, args.data_dir, args.synthetic_data)
+    config, exp = build_experiment(spec, args.data_dir, args.synthetic_data)
     with jax.default_matmul_precision(exp.matmul_precision):  # as the loop traces
       rows.append(_measure(spec, config, exp, mesh, args))
   _print_table(rows)

@@ -68,6 +68,23 @@ class ImageMetrics(Scheduled):
     return EvalOutput(scalars=out)
 
 
+def _reference_images(dataset, which: str, num: int, name: str) -> np.ndarray:
+  """`num` real images (all when fewer), a fixed random subset in dataset order; a streaming
+  dataset (image folders) decodes only those (its training images: it has no test split)."""
+  if hasattr(dataset, "read"):
+    if which != "train":
+      raise ValueError(f"config.evals.{name}.reference={which!r}: the streaming dataset "
+                       f"{dataset.name!r} has only training images; use 'train'")
+    total = dataset.num_train
+    if num >= total:
+      return dataset.read(np.arange(total))
+    return dataset.read(np.sort(np.random.RandomState(0).choice(total, num, replace=False)))
+  real = dataset.train_x if which == "train" else dataset.test_x
+  if num < len(real):
+    real = real[np.sort(np.random.RandomState(0).choice(len(real), num, replace=False))]
+  return real
+
+
 def build(name: str, cfg, context: EvalContext) -> ImageMetrics:
   metrics = suite_lib.parse_metrics(list(cfg.metrics) if not isinstance(cfg.metrics, str)
                                     else cfg.metrics)
@@ -86,11 +103,9 @@ def build(name: str, cfg, context: EvalContext) -> ImageMetrics:
     if context.dataset is None:
       raise ValueError(f"config.evals.{name}: {metrics} need real images, but the input has no "
                        "in-memory dataset")
-    real = context.dataset.train_x if which == "train" else context.dataset.test_x
     num_ref = positive_int(f"evals.{name}.num_reference", cfg.get("num_reference"),
                            allow_none=True) or num
-    if num_ref < len(real):
-      real = real[np.sort(np.random.RandomState(0).choice(len(real), num_ref, replace=False))]
+    real = _reference_images(context.dataset, which, num_ref, name)
   options = {k: cfg[k] for k in _OPTION_KEYS if k in cfg and cfg[k] is not None}
   from itgan_jax.metrics import classifier  # pylint: disable=import-outside-toplevel
   dataset_name = getattr(context.dataset, "name", None)

@@ -25,7 +25,7 @@ from itgan_jax.train import precision as precision_lib
 from itgan_jax.train.contract import Experiment, Variant
 from itgan_jax.train.state import TrainState
 
-__all__ = ["Experiment", "Variant", "VariantBase", "init_batch", "steps_per_epoch",
+__all__ = ["Experiment", "Variant", "VariantBase", "init_batch", "unlabeled_images", "steps_per_epoch",
            "optimizers", "assemble"]
 
 
@@ -92,6 +92,33 @@ def init_batch(dataset, size: int, seed: int, scale: str) -> np.ndarray:
                      "data-dependent init batch, official 500)")
   idx = np.random.RandomState(seed).permutation(num_train)[:size]
   return preprocess.to_float(dataset.train_x[idx], scale)
+
+
+def unlabeled_images(config: ml_collections.ConfigDict, dataset, streams: Mapping[str, tuple[str, str]]
+                     ) -> tuple[int, np.ndarray, dict[str, np.ndarray], Any]:
+  """What a game on unlabeled training images needs from its dataset, in memory or streamed.
+
+  Args:
+    config: the experiment config (`data.init_size`, `data.scale`, `data.num_workers`, ...).
+    dataset: an in-memory dataset (`train_x`) or a `data.image_folder.StreamingDataset` (image
+      folders, decoded on demand per chunk by `train.streaming.StreamingFeeder`).
+    streams: the variant's batch contract, every stream reading the images array 'x'.
+  Returns:
+    (number of training images, the model-range init batch, the in-memory arrays for
+    `assemble`, the feeder for `assemble`: None = `config.data.feeder`'s in-memory feeder).
+  """
+  from itgan_jax.data import image_folder  # pylint: disable=import-outside-toplevel
+  from itgan_jax.train import streaming  # pylint: disable=import-outside-toplevel
+  d = config.data
+  if not isinstance(dataset, image_folder.StreamingDataset):
+    return (dataset.train_x.shape[0], init_batch(dataset, d.init_size, config.seed, d.scale),
+            {"x": dataset.train_x}, None)
+  init = preprocess.to_float(image_folder.first_images(dataset, d.init_size, config.seed),
+                             d.scale)
+  feeder = streaming.StreamingFeeder({"x": dataset}, {}, dict(streams), d.scale,
+                                     num_workers=d.get("num_workers", 8),
+                                     prefetch=d.get("prefetch", True))
+  return dataset.num_train, init, {}, feeder
 
 
 def steps_per_epoch(train_config: ml_collections.ConfigDict, num_examples: int) -> int:
