@@ -10,6 +10,7 @@ import ml_collections
 from itgan_jax.models import conv
 from itgan_jax.models import imagenet
 from itgan_jax.models import mnist
+from itgan_jax.models import progressive
 
 # name -> builder(model_config, num_classes, image_shape) -> (generator, discriminator)
 _REGISTRY: dict[str, Callable[..., tuple[nn.Module, nn.Module]]] = {}
@@ -124,4 +125,71 @@ def _imagenet(cfg, num_classes, image_shape):
                                      input_noise=cfg.d_input_noise,
                                      minibatch_kernels=cfg.minibatch_kernels,
                                      minibatch_dim=cfg.minibatch_dim)
+  return g, d
+
+
+@register("progressive")
+def _progressive(cfg, num_classes, image_shape):
+  """Progressive Growing of GANs G and D (Theano `G_paper` / `D_paper`; see progressive.py).
+
+  Unconditional only (num_classes 1). Image side: a power of two >= 4 (square); level L =
+  log2(side) - 2 is the full resolution. Keys (defaults = the Theano CIFAR-10 config):
+    z_dim (128)              latent size.
+    fmap_base (4096), fmap_max (128), fmap_decay (1.0)   nf(s) = min(int(base / 2^(s decay)), max).
+    normalize_latents (True) pixel-normalise z.
+    use_wscale (True)        equalized learning rate in G and D (False: He init, rows (a)-(e*)).
+    g_norm ('pixel')         'pixel' | 'batch' | 'vbn' | 'vbnl' | 'vbnlp' | 'none'.
+    vbn_ref_size (100)       VBN reference batch size (g_norm 'vbn*').
+    g_activation ('lrelu')   'lrelu' (0.2) | 'relu' (Table 1 rows (a)-(c)).
+    tanh_output (False)      tanh after G's output blend (rows (a)-(c)).
+    mbstd_group_size (None)  minibatch stddev: None = whole batch (paper), G = TF's groups of G,
+                             0 = off.
+    minibatch_kernels (0), minibatch_dim (5)   > 0: minibatch discrimination instead of stddev
+                             (row (e*): 100 kernels).
+    d_layer_norm (False)     Theano layer norm after every D conv (rows (a)-(c)).
+  """
+  if num_classes != 1:
+    raise ValueError(f"model.name='progressive' is unconditional (one D output, the WGAN-GP "
+                     f"critic); got num_classes={num_classes}; use an unconditional variant")
+  h, w, c = image_shape
+  if h != w:
+    raise ValueError(f"the progressive model family takes square images, got {h}x{w}")
+  if h < 4 or h & (h - 1):
+    raise ValueError(f"the progressive model family needs an image side that is a power of two "
+                     f">= 4 (4 * 2^L), got {h}; set data.image_size")
+  g_norm = _get(cfg, "g_norm", "pixel")
+  if g_norm not in progressive.G_NORMS:
+    raise ValueError(f"model.g_norm={g_norm!r} is not one of {progressive.G_NORMS}")
+  g_act = _get(cfg, "g_activation", "lrelu")
+  if g_act not in progressive.G_ACTIVATIONS:
+    raise ValueError(f"model.g_activation={g_act!r} is not one of {progressive.G_ACTIVATIONS}")
+  ints = {key: _get(cfg, key, default) for key, default in
+          (("z_dim", 128), ("fmap_base", 4096), ("fmap_max", 128), ("vbn_ref_size", 100))}
+  for key, value in ints.items():
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+      raise ValueError(f"model.{key}={value!r} must be an integer >= 1")
+  decay = _get(cfg, "fmap_decay", 1.0)
+  if not isinstance(decay, (int, float)) or decay < 0:
+    raise ValueError(f"model.fmap_decay={decay!r} must be a number >= 0")
+  top_stage = h.bit_length() - 2  # nf(log2(side) - 1): the widths of the full-resolution block
+  if progressive.num_features(top_stage, ints["fmap_base"], ints["fmap_max"], decay) < 1:
+    raise ValueError(f"model.fmap_base={ints['fmap_base']} with fmap_decay={decay} gives 0 feature "
+                     f"maps at {h}x{h} (nf({top_stage}) = 0); raise model.fmap_base")
+  group = _get(cfg, "mbstd_group_size", None)
+  if group is not None and (isinstance(group, bool) or not isinstance(group, int) or group < 0):
+    raise ValueError(f"model.mbstd_group_size={group!r} must be None (whole batch), 0 (off) or "
+                     "an integer group size >= 1")
+  kernels, dim = _get(cfg, "minibatch_kernels", 0), _get(cfg, "minibatch_dim", 5)
+  _check_minibatch(kernels, dim)
+  g = progressive.ProgressiveGenerator(
+      resolution=h, num_channels=c, latent_dim=ints["z_dim"], fmap_base=ints["fmap_base"],
+      fmap_max=ints["fmap_max"], fmap_decay=float(decay),
+      normalize_latents=bool(_get(cfg, "normalize_latents", True)),
+      use_wscale=bool(_get(cfg, "use_wscale", True)), norm=g_norm, activation=g_act,
+      tanh_output=bool(_get(cfg, "tanh_output", False)), num_ref=ints["vbn_ref_size"])
+  d = progressive.ProgressiveDiscriminator(
+      resolution=h, num_channels=c, fmap_base=ints["fmap_base"], fmap_max=ints["fmap_max"],
+      fmap_decay=float(decay), use_wscale=bool(_get(cfg, "use_wscale", True)),
+      mbstd_group_size=group, minibatch_kernels=kernels, minibatch_dim=dim,
+      layer_norm=bool(_get(cfg, "d_layer_norm", False)))
   return g, d
