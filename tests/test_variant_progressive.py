@@ -19,10 +19,15 @@ from itgan_jax.variants import progressive
 from tests.helpers import fake_dataset, load_config
 
 
-@pytest.fixture(autouse=True)
-def fake_data(monkeypatch):
-  data = fake_dataset("cifar10", (32, 32, 3), 128, 32)
+def _fake_data(monkeypatch, side):
+  data = fake_dataset("cifar10", (side, side, 3), 128, 32)
   monkeypatch.setattr(experiment.datasets_lib, "load_dataset", lambda *a, **k: data)
+
+
+@pytest.fixture(autouse=True)
+def fake_data(monkeypatch, rbg_prng):   # RBG keys: threefry's compile time would dominate
+  # 16x16 images (levels 4, 8, 16): every mechanism of the 32x32 run, fewer programs to compile.
+  _fake_data(monkeypatch, 16)
 
 
 def _config(arg="tiny", **overrides):
@@ -46,14 +51,17 @@ def test_reals_are_pooled_and_faded_as_numpy():
   np.testing.assert_array_equal(progressive.reals_at(jnp.asarray(x), 2, 2, None), x)
 
 
-def test_the_config_builds_the_theano_cifar_setup():
-  exp = experiment.build(_config(""))
+def test_the_config_builds_the_theano_cifar_setup(monkeypatch):
+  _fake_data(monkeypatch, 32)
+  config = _config("")
+  exp = experiment.build(config)
   v = exp.variant
   assert [p.resolution for p in v.schedule.phases] == [4, 8, 8, 16, 16, 32, 32]
   assert v.phase_starts == (25_000, 50_000, 75_000, 100_000, 125_000, 150_000)
   assert (v.loss, v.gp_target, v.update, v.batch_size, v.g_ema_rate) == (
       "wgan_gp", 750.0, "simultaneous", 16, 0.001)
-  assert exp.steps_per_epoch * 400 * 16 >= 20_000_000 - 16 * 400  # 3125 steps of 16 per epoch
+  # One pass over CIFAR-10's 50,000 images per epoch: 400 epochs = 20M images.
+  assert config.train.steps_per_epoch is None and config.train.num_epochs * 50_000 == 20_000_000
 
 
 def _state_and_batch(exp, phase=0):
@@ -100,7 +108,7 @@ def test_update_scheme_decides_which_discriminator_the_generator_sees(update, g_
                                                    jax.tree.leaves(b.g.params)))
   assert same != g_sees_new_d
   assert set(metrics) == set(v.metric_keys)
-  assert float(metrics["alpha"]) == 0.0 and float(metrics["lod"]) == 3.0
+  assert float(metrics["alpha"]) == 0.0 and float(metrics["lod"]) == 2.0
 
 
 def test_generate_upsamples_the_current_level_to_full_size():
@@ -109,14 +117,14 @@ def test_generate_upsamples_the_current_level_to_full_size():
   state, _ = _state_and_batch(exp)
   z = v.sample_latent(jax.random.PRNGKey(3), 4)
   out = np.asarray(jax.jit(v.generate)(state, z))
-  assert out.shape == (4, 32, 32, 3)
+  assert out.shape == (4, 16, 16, 3)
   low = np.asarray(v.apply_network(v.generator, state.g.variables(use_ema=True), z, level=0,
                                    train=True))
-  np.testing.assert_allclose(out, np.repeat(np.repeat(low, 8, 1), 8, 2), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(out, np.repeat(np.repeat(low, 4, 1), 4, 2), rtol=1e-5, atol=1e-6)
   late = state.replace(step=jnp.asarray(10**6, jnp.int32))
   full = np.asarray(v.apply_network(v.generator, state.g.variables(use_ema=True), z, train=True))
-  np.testing.assert_allclose(np.asarray(jax.jit(v.generate)(late, z)), full, rtol=1e-5,
-                             atol=1e-6)
+  np.testing.assert_allclose(np.asarray(jax.jit(v.generate)(late, z)), full, rtol=1e-4,
+                             atol=1e-4)   # jitted vs op-by-op float32 convolutions
 
 
 @pytest.mark.parametrize("overrides, match", [
@@ -136,20 +144,20 @@ def _records(workdir):
   return [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_tiny_run_grows_to_full_size_and_resumes_inside_a_fade_bit_exactly(tmp_path):
-  # 8 -> 32: phases start at steps 2 (16 fade, 3 steps), 5, 7 (32 fade), 10; 3 epochs of 4 steps.
+def test_tiny_run_grows_and_resumes_inside_a_fade_bit_exactly(tmp_path):
+  # 8 -> 16: phases start at steps 2 (16x16 fade, 3 steps) and 5; 3 epochs of 4 steps.
   over = {"schedule.initial_resolution": 8, "train.num_epochs": 3, "train.steps_per_call": 1}
   config = _config(**over)
   experiment.train(config, str(tmp_path / "full"))
 
-  def stop_inside_the_32_fade(step):
-    if step == 8:
+  def stop_inside_the_fade(step):
+    if step == 3:
       os.kill(os.getpid(), signal.SIGTERM)
   with pytest.raises(KeyboardInterrupt):
     loop.train_and_evaluate(experiment.build(config), config, str(tmp_path / "cut"),
-                            chunk_callback=stop_inside_the_32_fade)
+                            chunk_callback=stop_inside_the_fade)
   with Checkpointer(tmp_path / "cut") as ckpt:
-    assert ckpt.latest_step() == 8 and ckpt.restore_meta()["phase"] == 3
+    assert ckpt.latest_step() == 3 and ckpt.restore_meta()["phase"] == 1
   experiment.train(config, str(tmp_path / "cut"))
   full, cut = _records(tmp_path / "full"), _records(tmp_path / "cut")
   assert [r["epoch"] for r in full] == [1, 2, 3]
@@ -158,8 +166,8 @@ def test_tiny_run_grows_to_full_size_and_resumes_inside_a_fade_bit_exactly(tmp_p
       assert a[key] == b[key], key
   np.testing.assert_allclose([r["lod"] for r in full],
                              # epoch means of Theano's LOD over steps 0-3, 4-7, 8-11
-                             [np.mean([2, 2, 2, 5 / 3]), np.mean([4 / 3, 1, 1, 1]),
-                              np.mean([2 / 3, 1 / 3, 0, 0])], rtol=1e-6)
+                             [np.mean([1, 1, 1, 2 / 3]), np.mean([1 / 3, 0, 0, 0]), 0.0],
+                             rtol=1e-6, atol=1e-7)
   exp = experiment.build(config)
   states = []
   for d in ("full", "cut"):

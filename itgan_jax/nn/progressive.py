@@ -23,6 +23,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from itgan_jax.nn import conv as conv_lib
+
 SQRT2 = math.sqrt(2.0)
 
 
@@ -89,8 +91,12 @@ class EqualizedConv(nn.Module):
     fan_in = kh * kw * x.shape[-1]
     w = _weight(self, (kh, kw, x.shape[-1], self.features), fan_in, self.gain, self.use_wscale,
                 x.dtype)
-    y = jax.lax.conv_general_dilated(x, w, (1, 1), self.padding,
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    if self.padding not in ("SAME", "VALID"):
+      raise ValueError(f"EqualizedConv padding={self.padding!r} must be 'SAME' or 'VALID'")
+    pads = (((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2)) if self.padding == "SAME" \
+        else ((0, 0), (0, 0))
+    # conv_lib.conv2d: the loop-proof CPU VJP, also for the gradient penalty's double backward.
+    y = conv_lib.conv2d(x, w, (1, 1), pads)
     if self.use_bias:
       y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(x.dtype)
     return y
