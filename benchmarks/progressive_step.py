@@ -41,7 +41,8 @@ def phase_state(exp, mesh, seed: int, phase: int):
   state = chunk_lib.init_state(exp, mesh, seed)
   for p in range(1, phase + 1):
     state = exp.variant.enter_phase(state, p)
-  return state.replace(step=jnp.asarray(exp.variant.schedule.phases[phase].start, jnp.int32))
+  state = state.replace(step=jnp.asarray(exp.variant.schedule.phases[phase].start, jnp.int32))
+  return jax.device_put(state, sharding.replicated(mesh))
 
 
 def phase_steps(schedule, total_steps: int) -> list[int]:

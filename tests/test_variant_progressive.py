@@ -176,3 +176,28 @@ def test_tiny_run_grows_and_resumes_inside_a_fade_bit_exactly(tmp_path):
   for x, y in zip(jax.tree.leaves(states[0]), jax.tree.leaves(states[1])):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
   assert (tmp_path / "full" / "samples" / "epoch_0003.png").exists()
+
+
+def test_four_devices_match_one_inside_a_fade(monkeypatch):
+  """The fade step (whole-minibatch stddev, gradient penalty) sharded over 4 devices equals one
+  device: batch statistics are global, not per device. (8x8 images: the 4 -> 8 fade.)"""
+  _fake_data(monkeypatch, 8)
+  from itgan_jax.train import chunk, sharding  # pylint: disable=import-outside-toplevel
+  assert jax.device_count() >= 4   # conftest: 8 fake CPU devices
+  exp = experiment.build(_config())
+  results = []
+  for devices in (1, 4):
+    mesh = sharding.make_mesh(devices)
+    state = chunk.init_state(exp, mesh, seed=0)
+    state = jax.device_put(exp.variant.enter_phase(state, 1).replace(
+        step=jnp.asarray(2, jnp.int32)), sharding.replicated(mesh))
+    run = chunk.compile_chunk(exp, mesh, state, 2, phase=1)
+    state, metrics = run(state, 0, 2)
+    results.append((jax.device_get(state), jax.device_get(metrics)))
+  (s1, m1), (s4, m4) = results
+  assert len(jax.tree.leaves(state.d.params)[0].sharding.device_set) == 4
+  for key in ("loss_d", "loss_gen", "gp", "wdist", "alpha"):
+    np.testing.assert_allclose(m4[key][0], m1[key][0], rtol=2e-4, atol=2e-5, err_msg=key)
+  np.testing.assert_allclose(m4["alpha"], [0.0, 1 / 3], rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(s1.g.params), jax.tree.leaves(s4.g.params)):
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
