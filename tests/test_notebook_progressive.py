@@ -23,6 +23,7 @@ def test_progressive_notebook_runs_on_tiny_config(shared_data_dir, tmp_path, mon
   outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                     for o in c.get("outputs", []))
   assert "8x8 fade-in: images 8 - 20" in outputs      # the schedule of the tiny preset
-  assert "epoch 2: level of detail" in outputs
-  assert "2 sample grids" in outputs
-  assert (tmp_path / "run" / "samples" / "epoch_0002.png").exists()
+  # 4 steps: two at 4x4 (LOD 3), two fading 8x8 in (alpha 0, 1/3: LOD 3, 2.67); mean 2.92
+  assert "epoch 1: level of detail 2.92" in outputs
+  assert "1 sample grids" in outputs
+  assert (tmp_path / "run" / "samples" / "epoch_0001.png").exists()
