@@ -1,0 +1,26 @@
+"""benchmarks/progressive_step.py: how a run's steps split over the growth phases."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from itgan_jax.variants import growth
+from tests.helpers import REPO
+
+
+@pytest.fixture(scope="module")
+def bench():
+  spec = importlib.util.spec_from_file_location("progressive_step",
+                                                REPO / "benchmarks" / "progressive_step.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_phase_steps_of_the_cifar_schedule(bench):
+  schedule = growth.GrowthSchedule.from_kimg(32, 4, 400, 400, 16)
+  steps = bench.phase_steps(schedule, 1_250_000)        # 20M images of 16
+  assert steps == [25_000] * 6 + [1_100_000] and sum(steps) == 1_250_000
+  assert bench.phase_steps(schedule, 60_000) == [25_000, 25_000, 10_000, 0, 0, 0, 0]
