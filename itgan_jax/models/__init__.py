@@ -10,6 +10,7 @@ import ml_collections
 from itgan_jax.models import conv
 from itgan_jax.models import imagenet
 from itgan_jax.models import mnist
+from itgan_jax.models import rpgan
 
 # name -> builder(model_config, num_classes, image_shape) -> (generator, discriminator)
 _REGISTRY: dict[str, Callable[..., tuple[nn.Module, nn.Module]]] = {}
@@ -124,4 +125,22 @@ def _imagenet(cfg, num_classes, image_shape):
                                      input_noise=cfg.d_input_noise,
                                      minibatch_kernels=cfg.minibatch_kernels,
                                      minibatch_dim=cfg.minibatch_dim)
+  return g, d
+
+
+@register("rpgan")
+def _rpgan(cfg, num_classes, image_shape):
+  """RP-GAN (ayanc/rpgan, papers.md C.3): the official G and ONE discriminator D_k (the variant
+  stacks K of them, `rpgan.DiscriminatorStack`); image side a power of two >= 8."""
+  del num_classes  # one real/fake logit per discriminator
+  h, w, c = image_shape
+  if h != w:
+    raise ValueError(f"the rpgan model family takes square images, got {h}x{w}")
+  for key in ("g_features", "d_features"):
+    value = cfg[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+      raise ValueError(f"model.{key}={value!r} must be an integer >= 1")
+  rpgan.generator_channels(h, cfg.g_features, c)  # clear errors for sizes G cannot make
+  g = rpgan.RPGenerator(image_size=h, out_channels=c, features=cfg.g_features)
+  d = rpgan.RPDiscriminator(features=cfg.d_features)
   return g, d
