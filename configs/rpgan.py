@@ -17,9 +17,9 @@ Data (supplied by you; nothing is downloaded): an image folder `DIR/<any>/<image
   * faces: the official list `data/faces.txt` holds pre-cropped CelebA faces read without resizing
     (`crop=False`); give such 64x64 crops, or any images: they are centre-cropped to a square and
     resized to 64x64 (bilinear);
-  * dogs: the Imagenet-Canines images (the dog classes of ILSVRC2012); each image's short side is
-    resized to 129 and a 128x128 window cropped: the official crop is random per use, here it is
-    the centre (docs/deviations.md, "RP-GAN").
+  * dogs: the Imagenet-Canines images (the dog classes of ILSVRC2012); each time an image is used,
+    its short side is resized to 129 and a random 128x128 window cropped (official `crop=True`;
+    `data.crop='random'`, the window drawn from the epoch plan so a resumed run sees the same).
 
 Run (GPU/TPU scale: face48 is 48 discriminators of 128-256-512-1024 channels on 32x32 inputs):
   python -m itgan_jax.main --config=configs/rpgan.py:face48 --workdir=runs/face48 \\
@@ -61,6 +61,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data.dir = config_dict.placeholder(str)      # DIR/<sub-directory>/<images>
   c.data.allow_download = False
   c.data.image_size = 128 if dog else 64
+  c.data.crop = "random" if dog else "center"   # random: official real.py crop=True (dogs)
   c.data.init_size = 64            # decoded once for the init pass (shapes only)
   c.data.scale = "tanh"            # official x * 2 / 255 - 1
   c.data.num_workers = 8           # decoding threads per process

@@ -231,6 +231,26 @@ def test_presets_build_and_initialise(tmp_path_factory):
   assert small.model.num_projections == 12 and small.train.steps_per_epoch == 100
 
 
+def test_dog12_crops_are_random_per_use_and_planned(tmp_path):
+  """dog12: a random window per use (official real.py crop=True), its salt in the epoch plan."""
+  folder = make_folder(tmp_path / "dogs", counts=(3, 2, 3))
+  exp = experiment.build(load_config("rpgan", "dog12,tiny", **{
+      "data.dir": str(folder), "num_devices": 1}))
+  assert exp.feeder.streams["x"] == ("x", "idx", "crop")
+  plans = [exp.epoch_plan(e) for e in (0, 0, 1)]
+  assert plans[0]["crop"].shape == plans[0]["idx"].shape
+  np.testing.assert_array_equal(plans[0]["crop"], plans[1]["crop"])
+  assert not np.array_equal(plans[0]["crop"], plans[2]["crop"])
+  x = np.asarray(exp.feeder.chunk_inputs({k: v[:1] for k, v in plans[0].items()},
+                                         sharding.make_mesh(1))["x"])
+  ds = exp.dataset
+  np.testing.assert_array_equal(x[0], ds.read(plans[0]["idx"][0], salts=plans[0]["crop"][0]))
+  exp.feeder.close()
+  faces = experiment.build(load_config("rpgan", "face12,tiny", **{
+      "data.dir": str(folder), "num_devices": 1}))
+  assert faces.feeder.streams["x"] == ("x", "idx") and "crop" not in faces.epoch_plan(0)
+
+
 def test_resolution_changes_are_undone_for_samples():
   exp = experiment.build(_config("mnist_rpgan", arg="tiny"))
   v = exp.variant

@@ -32,8 +32,10 @@ image folder (faces, dogs: `data/image_folder.py`). `data.pad_to` pads real imag
 background value to a power-of-two side (MNIST 28 -> 32; G makes 32x32 and samples are cropped
 back); `data.upsample` enlarges real images by an integer factor (bicubic) inside the step
 (CIFAR-10 at 64x64 as Albuquerque et al. 2019; samples are box-downsampled back for the
-evaluators). G's EMA (`optim.g_ema_rate`) and historical averaging (`optim.historical_averaging_*`,
-per discriminator) come from the config.
+evaluators). `data.crop='random'` (image folders, dog12) cuts a random 128x128 window of the
+short-side-129 resize per use (official `real.py`), from a salt in the epoch plan. G's EMA
+(`optim.g_ema_rate`) and historical averaging (`optim.historical_averaging_*`, per
+discriminator) come from the config.
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ from itgan_jax.variants import base
 
 EVALUATORS = ("sample_grid", "image_metrics")
 STREAMS = {"x": ("x", "idx")}
+# Random crops (image folders with data.crop='random', dog12): each row's window from a salt.
+CROP_STREAMS = {"x": ("x", "idx", "crop")}
 SUMMARY_KEYS = ("loss_d", "loss_d_min", "loss_d_max", "loss_gen", "loss_gen_min", "loss_gen_max",
                 "d_real", "d_fake", "lr")
 
@@ -411,17 +415,23 @@ def build(config: ml_collections.ConfigDict, dataset) -> base.Experiment:
                                  config.log.get("per_discriminator_max", 48), 0),
       compute_dtype=base.compute_dtype(config))
 
+  random_crop = streamed and d.get("crop", "center") == "random"
+
   def epoch_plan(epoch: int) -> dict[str, np.ndarray]:
     plan = plans.gan_epoch_plan(num_train, t.batch_size, config.seed, epoch, ("idx",))
+    if random_crop:  # one crop salt per row, deterministic in (seed, epoch)
+      plan["crop"] = np.random.default_rng([config.seed, epoch, 1]).integers(
+          0, 2**31 - 1, plan["idx"].shape).astype(np.int32)
     return {k: v[:steps] for k, v in plan.items()}
 
   if streamed:
+    batch_streams = CROP_STREAMS if random_crop else STREAMS
     init = preprocess.to_float(image_folder.first_images(dataset, d.init_size, config.seed),
                                d.scale)
-    feeder = streaming.StreamingFeeder({"x": dataset}, {}, STREAMS, d.scale,
+    feeder = streaming.StreamingFeeder({"x": dataset}, {}, batch_streams, d.scale,
                                        num_workers=d.get("num_workers", 8),
                                        prefetch=d.get("prefetch", True))
-    return base.assemble(config, dataset, variant, arrays={}, streams=STREAMS,
+    return base.assemble(config, dataset, variant, arrays={}, streams=batch_streams,
                          epoch_plan=epoch_plan, steps=steps, init=init, offered=EVALUATORS,
                          feeder=feeder)
   init = base.init_batch(dataset, d.init_size, config.seed, d.scale)
