@@ -145,3 +145,12 @@ def test_registry_builds_the_family_and_rejects_bad_sizes():
   with pytest.raises(ValueError, match="too small to halve"):
     models.build(ml_collections.ConfigDict(dict(name="rpgan", g_features=2, d_features=8)), 1,
                  (64, 64, 3))
+
+
+def test_auto_strategy_is_the_measured_choice_per_backend_and_k():
+  assert [rp.resolve_strategy("auto", k, "cpu") for k in (1, 12, 23, 24, 48)] == [
+      "vmap", "vmap", "vmap", "map", "map"]   # RESULTS.md, "RP-GAN step"
+  assert rp.resolve_strategy("auto", 48, "gpu") == "vmap"
+  assert rp.resolve_strategy("shard", 48, "cpu") == "shard"
+  with pytest.raises(ValueError, match="k_strategy='pmap' must be one of"):
+    rp.resolve_strategy("pmap", 4)

@@ -77,6 +77,10 @@ def test_strategies_evaluate_and_differentiate_like_a_loop(strategy, devices, rb
   mesh = sharding.make_mesh(devices) if strategy == "shard" else None
   stack = rp.DiscriminatorStack(module, k, strategy, map_batch_size=3, mesh=mesh)
   params = jax.jit(stack.init, static_argnums=1)(jax.random.PRNGKey(0), (8, 8, 1))
+  if strategy == "shard":   # the stacked leaves split along K over the devices
+    params = jax.device_put(params, stack.param_sharding(params))
+    assert params["c0_w"].sharding.spec[0] == "data"
+    assert {s.data.shape[0] for s in params["c1_w"].addressable_shards} == {k // devices}
   x = jax.random.normal(jax.random.PRNGKey(1), (k, 3, 8, 8, 1))
 
   def loss(p, apply):
@@ -281,11 +285,35 @@ def test_resolution_changes_are_undone_for_samples():
     ({"model.projection_file": "nothing.npz"}, "does not exist"),
     ({"model.num_projections": 0, "model.projection_file": "x.npz"}, "full-image baseline"),
     ({"train.num_seeds": 2}, "train.num_seeds > 1 would give every seed member 0's"),
+    ({"data.upsample": 3}, "images are 96x96: set data.pad_to"),
 ])
 def test_bad_keys_get_clear_errors(overrides, match):
   with pytest.raises(ValueError if "does not exist" not in match else FileNotFoundError,
                      match=match):
     experiment.build(_config(**overrides))
+
+
+def test_mnist_needs_padding_and_bfloat16_compute_keeps_float32_losses():
+  with pytest.raises(ValueError, match="images are 28x28: set data.pad_to"):
+    experiment.build(_config("mnist_rpgan", **{"data.pad_to": None}))
+  exp = _small(**{"precision.compute_dtype": "bfloat16"})
+  v = exp.variant
+  state = jax.eval_shape(v.init, jax.random.PRNGKey(0), exp.init_batch)
+  batch = {"x": jax.ShapeDtypeStruct((8, 16, 16, 3), jnp.float32)}
+  seen = []
+  module_apply = type(v.discriminator).apply
+
+  def spy(self, variables, x, *a, **k):
+    seen.append(x.dtype)
+    return module_apply(self, variables, x, *a, **k)
+  try:
+    type(v.discriminator).apply = spy
+    new, metrics = jax.eval_shape(v.train_step, state, batch, jax.random.PRNGKey(1))
+  finally:
+    type(v.discriminator).apply = module_apply
+  assert seen and set(seen) == {jnp.dtype(jnp.bfloat16)}
+  assert all(m.dtype == jnp.float32 for m in metrics.values())
+  assert all(l.dtype == jnp.float32 for l in jax.tree.leaves(new.d.params))
 
 
 def test_projection_file_is_used_and_checked(tmp_path):

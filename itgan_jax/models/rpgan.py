@@ -42,9 +42,11 @@ from itgan_jax.nn import conv as conv_lib
 from itgan_jax.nn.batchnorm import BatchStatNorm
 
 K_STRATEGIES = ("auto", "vmap", "map", "shard")
-# 'auto' per backend, from benchmarks/rpgan_step.py (RESULTS.md "RP-GAN step"): the CPU entry is
-# measured; GPU/TPU were not measured here (no accelerator), vmap is the default until they are.
-AUTO_STRATEGY = {"cpu": "vmap", "gpu": "vmap", "tpu": "vmap"}
+# 'auto': backend -> {smallest K: strategy from that K on}, from benchmarks/rpgan_step.py
+# (RESULTS.md "RP-GAN step"). CPU, measured on configs/cifar10_rpgan.py:small: the fastest was
+# 'vmap' at K = 4 and 12, 'map' (groups of 4) at K = 24 and 48 (12-17 % ahead at 48 in two runs).
+# GPU/TPU were not measured here (no accelerator was lent): vmap until they are.
+AUTO_STRATEGY = {"cpu": {1: "vmap", 24: "map"}, "gpu": {1: "vmap"}, "tpu": {1: "vmap"}}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -269,10 +271,12 @@ class DiscriminatorStack:
         leaf.ndim - 1)))), params)
 
 
-def resolve_strategy(strategy: str, backend: str | None = None) -> str:
-  """'auto' -> the measured choice of `AUTO_STRATEGY` for `backend` (default: JAX's)."""
+def resolve_strategy(strategy: str, num: int, backend: str | None = None) -> str:
+  """'auto' -> the measured choice of `AUTO_STRATEGY` for K = `num` on `backend` (default:
+  JAX's); other strategies unchanged."""
   if strategy not in K_STRATEGIES:
     raise ValueError(f"model.k_strategy={strategy!r} must be one of {K_STRATEGIES}")
   if strategy != "auto":
     return strategy
-  return AUTO_STRATEGY.get(backend or jax.default_backend(), "vmap")
+  table = AUTO_STRATEGY.get(backend or jax.default_backend(), {1: "vmap"})
+  return table[max(k for k in table if k <= max(num, 1))]

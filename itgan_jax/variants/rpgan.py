@@ -392,14 +392,20 @@ def build(config: ml_collections.ConfigDict, dataset) -> base.Experiment:
   if streamed and (pad or upsample > 1):
     raise ValueError("data.pad_to / data.upsample apply to in-memory datasets; an image folder "
                      "is decoded at data.image_size")
+  side = train_shape[0]
+  if side < 8 or side & (side - 1):
+    raise ValueError(f"the rpgan networks need a power-of-two image side >= 8 (G doubles 4x4, "
+                     f"D halves down to 2x2), the images are {side}x{side}: set data.pad_to "
+                     "(e.g. 32 for MNIST's 28), data.upsample or data.image_size")
   generator, discriminator = models.build(m, 1, train_shape)
   bank, stride = projection_bank(config, train_shape)
   if bank is None:
     rp.discriminator_layers(train_shape[0])
-  strategy = rp.resolve_strategy(m.get("k_strategy", "auto"))
+  num = 1 if bank is None else bank.shape[-1]
+  strategy = rp.resolve_strategy(m.get("k_strategy", "auto"), num)
   mesh = sharding_lib.make_mesh(config.get("num_devices")) if strategy == "shard" else None
   stack = rp.DiscriminatorStack(
-      discriminator, num=1 if bank is None else bank.shape[-1], strategy=strategy,
+      discriminator, num=num, strategy=strategy,
       map_batch_size=_int("model", "k_map_batch_size", m.get("k_map_batch_size", 1), 1),
       mesh=mesh, axis=sharding_lib.DATA_AXIS)
   g_tx, d_tx, lr_schedule = base.optimizers(config)
