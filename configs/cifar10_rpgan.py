@@ -10,8 +10,8 @@ and its single-discriminator baseline can be compared on the download-free metri
   * G: z ~ U(-1, 1)^100 -> 4x4x512 -> BN ReLU -> 4x4 stride-2 deconvs 256, 128 (BN, ReLU) -> 3,
     tanh;
   * the official game and optimiser: G step then D step on the updated G, non-saturating G loss
-    averaged over K, Adam(2e-4, beta1 0.5) for G and each D_k, batch 64; 100 "epochs" of 1,000
-    iterations (the official 1e5 iterations and snapshot interval).
+    averaged over K, Adam(2e-4, beta1 0.5) for G and each D_k, batch 64; 128 epochs of
+    50000 // 64 = 781 iterations (99,968: the official 1e5 iterations).
 `:upsample64` trains at 64x64 as Albuquerque et al. 2019 did with CIFAR-10 (real images enlarged
 bicubically inside the step, G 4x4x1024 -> ... -> 64x64, 64x64x3 -> 32x32x1 projections, df 128
 as the face presets); its samples are box-downsampled to 32x32 for the metrics.
@@ -26,7 +26,8 @@ Run (full size; an accelerator job: 48 D_k of 64-128-256 channels):
   python -m itgan_jax.main --config=configs/cifar10_rpgan.py --workdir=runs/cifar10_rpgan48
   python -m itgan_jax.main --config=configs/cifar10_rpgan.py:k=0 --workdir=runs/cifar10_rpgan0
 CPU-sized (G 128, df 16, K 12 unless k= is given, 100-iteration epochs, metrics on 2,048 samples
-every 2 epochs; per-iteration time in RESULTS.md "RP-GAN step"):
+every 2 epochs; 0.8-1.1 s per iteration at K = 12 and 0.4-0.5 s for one D on 2 loaded CPU cores,
+RESULTS.md "RP-GAN step", i.e. about 2 min per epoch plus the metrics):
   python -m itgan_jax.main --config=configs/cifar10_rpgan.py:small --workdir=runs/cifar10_rpgan_small
   python -m itgan_jax.main --config=configs/cifar10_rpgan.py:small,k=0 --workdir=runs/cifar10_rp0_small
 Expected result: no published RP-GAN number exists (papers.md C.5); the comparison is relative
@@ -97,8 +98,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 64
-  c.train.num_epochs = 100
-  c.train.steps_per_epoch = 1000
+  c.train.num_epochs = 128         # x 781 = 99,968 iterations (official MAXITER 1e5)
+  c.train.steps_per_epoch = config_dict.placeholder(int)  # None: one pass, 50000 // 64 = 781
   c.train.steps_per_call = 50
   c.train.num_seeds = 1            # rpgan: 1 (the projections depend on the seed)
   c.train.xla_cpu_region_copy_analysis = True

@@ -8,7 +8,7 @@ where the data is here. Changes from configs/cifar10_rpgan.py:
   * projections 8x8x1 -> 1, stride 2: 32x32x1 -> 16x16x1 (a 4x reduction: one input channel);
   * G 4x4x256 -> 8x8x128 -> 16x16x64 -> 32x32x1, df 32; K = 12 by default (`k=`, 0 = the
     full-image baseline);
-  * 20 "epochs" of 1,000 iterations; metrics: the MNIST classifier score, classifier FD and KID,
+  * 20 epochs of 60000 // 64 = 937 iterations; metrics: the MNIST classifier score, classifier FD and KID,
     SWD and MS-SSIM every 2 epochs on 10,000 samples.
 
 Run (real MNIST from data.dir, e.g. ../shared/data):

@@ -21,7 +21,9 @@ Data (supplied by you; nothing is downloaded): an image folder `DIR/<any>/<image
     its short side is resized to 129 and a random 128x128 window cropped (official `crop=True`;
     `data.crop='random'`, the window drawn from the epoch plan so a resumed run sees the same).
 
-Run (GPU/TPU scale: face48 is 48 discriminators of 128-256-512-1024 channels on 32x32 inputs):
+Run (GPU/TPU scale: face48 is 48 discriminators of 128-256-512-1024 channels on 32x32 inputs,
+about 4.3 TFLOP per iteration, so the 1e5 iterations take an estimated 3-6 h on one H100 at
+30-60 % of float32 peak; RESULTS.md "RP-GAN step"):
   python -m itgan_jax.main --config=configs/rpgan.py:face48 --workdir=runs/face48 \\
       --config.data.dir=/data/celeba_cropped
   python -m itgan_jax.main --config=configs/rpgan.py:face1 --workdir=runs/face1 --config.data.dir=...

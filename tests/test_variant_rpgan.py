@@ -233,6 +233,14 @@ def test_presets_build_and_initialise(tmp_path_factory):
   assert exp.variant.pad == 2 and exp.variant.pad_value == -1.0
   small = _config("cifar10_rpgan", arg="small")
   assert small.model.num_projections == 12 and small.train.steps_per_epoch == 100
+  # The full schedules fit the real training sets (50,000 CIFAR-10, 60,000 MNIST, 202,599 CelebA
+  # images): about the official 1e5 iterations.
+  from itgan_jax.variants import base  # pylint: disable=import-outside-toplevel
+  for name, arg, n, iterations in (("cifar10_rpgan", None, 50000, 99968),
+                                   ("mnist_rpgan", None, 60000, 18740),
+                                   ("rpgan", "face48", 202599, 100000)):
+    config = load_config(name, arg)
+    assert base.steps_per_epoch(config.train, n) * config.train.num_epochs == iterations
 
 
 def test_dog12_crops_are_random_per_use_and_planned(tmp_path):
