@@ -26,7 +26,7 @@ Run (full size; an accelerator job: 48 D_k of 64-128-256 channels):
   python -m itgan_jax.main --config=configs/cifar10_rpgan.py --workdir=runs/cifar10_rpgan48
   python -m itgan_jax.main --config=configs/cifar10_rpgan.py:k=0 --workdir=runs/cifar10_rpgan0
 CPU-sized (G 128, df 16, K 12 unless k= is given, 100-iteration epochs, metrics on 2,048 samples
-every 2 epochs; 0.8-1.1 s per iteration at K = 12 and 0.4-0.5 s for one D on 2 loaded CPU cores,
+every 2 epochs; 0.8-1.1 s per iteration at K = 12 and 0.4-0.5 s with one projection on 2 loaded CPU cores,
 RESULTS.md "RP-GAN step", i.e. about 2 min per epoch plus the metrics):
   python -m itgan_jax.main --config=configs/cifar10_rpgan.py:small --workdir=runs/cifar10_rpgan_small
   python -m itgan_jax.main --config=configs/cifar10_rpgan.py:small,k=0 --workdir=runs/cifar10_rp0_small
