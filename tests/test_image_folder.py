@@ -337,3 +337,43 @@ def test_two_processes_each_decode_only_their_devices_rows(folder):
     assert res["shards_ok"] and res["labels_ok"] and res["prefetched"] == 1
     np.testing.assert_array_equal(res["decoded"], plan[:, i * half:(i + 1) * half].reshape(-1))
     assert res["checksum"] == res["want"]
+
+
+def test_random_crop_is_the_official_resize_then_a_salted_window(tmp_path):
+  """real.py crop=True: both sides x (size + 1) / short side (float32, truncated), bilinear, then
+  a size x size window at offsets drawn here from default_rng(salt) as the decoder does."""
+  pixels = np.random.RandomState(5).randint(0, 256, (40, 60, 3)).astype(np.uint8)
+  Image.fromarray(pixels).save(tmp_path / "wide.png")
+  scale = np.float32(17) / np.float32(40)
+  new_w, new_h = int(scale * np.float32(60)), int(scale * np.float32(40))
+  assert (new_w, new_h) == (25, 17)
+  resized = np.asarray(Image.fromarray(pixels).resize((new_w, new_h), Image.BILINEAR))
+  windows = set()
+  for salt in (0, 1, 2, 3, 123456):
+    rng = np.random.default_rng(salt)
+    top, left = rng.integers(0, new_h - 16 + 1), rng.integers(0, new_w - 16 + 1)
+    got = image_folder.decode_file(tmp_path / "wide.png", 16, salt, crop="random")
+    np.testing.assert_array_equal(got, resized[top:top + 16, left:left + 16])
+    windows.add((int(top), int(left)))
+  assert len(windows) > 1
+  centred = image_folder.decode_file(tmp_path / "wide.png", 16, None, crop="random")
+  np.testing.assert_array_equal(centred, resized[0:16, 4:20])
+
+
+def test_salted_reads_and_the_feeder_salt_stream(folder):
+  ds = image_folder.load_image_folder(folder, 8, crop="random")
+  idx, salts = np.array([3, 3, 5, 0]), np.array([1, 2, 1, 7])
+  rows = ds.read(idx, salts=salts)
+  for row, i, s in zip(rows, idx, salts):
+    np.testing.assert_array_equal(row, ds.decode_salted(int(i), int(s)))
+  with pytest.raises(ValueError, match="has no random crops"):
+    image_folder.load_image_folder(folder, 8).read(idx, salts=salts)
+  with pytest.raises(ValueError, match="data.crop='middle' must be one of"):
+    image_folder.load_image_folder(folder, 8, crop="middle")
+  feeder = streaming.StreamingFeeder({"x": ds}, {}, {"x": ("x", "idx", "crop")}, "tanh",
+                                     num_workers=2, prefetch=False)
+  plan = dict(_plan(1), crop=np.random.default_rng(2).integers(0, 1000, (2, 8)).astype(np.int32))
+  inputs = feeder.chunk_inputs(plan, sharding.make_mesh(2))
+  np.testing.assert_array_equal(np.asarray(inputs["x"]), ds.read(
+      plan["idx"].reshape(-1), salts=plan["crop"].reshape(-1)).reshape(2, 8, 8, 8, 3))
+  feeder.close()

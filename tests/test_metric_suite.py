@@ -94,3 +94,51 @@ def test_swd_and_msssim_in_the_suite():
   padded = np.pad(digits, ((0, 0), (2, 2), (2, 2), (0, 0)))
   np.testing.assert_allclose(out["msssim"], float(ms_ssim.ms_ssim_consecutive_pairs(padded)),
                              rtol=1e-5)
+
+
+class _FakeClassifier:
+  """Stands in for ClassifierFeatureExtractor: logits and penultimate features of the pixels."""
+
+  def __init__(self):
+    self.calls = []
+    w = np.random.default_rng(3)
+    self.w_pen = w.normal(size=(12, 16))
+    self.w_logits = w.normal(size=(16, 10))
+
+  def __call__(self, images, outputs=("logits", "penultimate")):
+    self.calls.append((images.shape, tuple(outputs)))
+    x = images.reshape(len(images), -1)[:, :12].astype(np.float64) / 255.0
+    pen = np.tanh(x @ self.w_pen)
+    return {"penultimate": pen, "logits": pen @ self.w_logits}
+
+
+def test_classifier_kid_is_kid_on_the_penultimate_features():
+  rng = np.random.default_rng(4)
+  real = rng.integers(0, 256, (50, 8, 8, 3), np.uint8)
+  fake = rng.integers(0, 100, (30, 8, 8, 3), np.uint8)
+  suite = suite_lib.MetricSuite("classifier_fd,classifier_kid", real,
+                                options=suite_lib.Options(kid_subsets=4, kid_subset_size=20))
+  ext = suite._classifier = _FakeClassifier()
+  out = suite(fake)
+  f_fake, f_real = ext(fake)["penultimate"], ext(real)["penultimate"]
+  # Unbiased MMD^2 with k(x, y) = (x.y / d + 1)^3 on torch-fidelity's subsets, written out here.
+  subsets = np.random.RandomState(2020)
+  mmds = []
+  for _ in range(4):
+    x = f_fake[subsets.choice(30, 20, replace=False)]
+    y = f_real[subsets.choice(50, 20, replace=False)]
+    k = lambda a, b: (a @ b.T / 16 + 1.0) ** 3  # noqa: E731
+    kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
+    mmds.append((kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (20 * 19)
+                - 2 * kxy.sum() / 400)
+  assert out["classifier_kid"] == pytest.approx(np.mean(mmds), rel=1e-9, abs=1e-12)
+  assert out["classifier_kid_std"] == pytest.approx(np.std(mmds), rel=1e-9, abs=1e-12)
+  assert "classifier_kid_subset_size" not in out and "classifier_fd" in out
+  n_calls = len(ext.calls)
+  suite(fake)   # the reference's features are computed once for FD and KID together
+  assert len(ext.calls) == n_calls + 1
+  shrunk = suite_lib.MetricSuite("classifier_kid", real, options=suite_lib.Options(kid_subsets=2))
+  shrunk._classifier = _FakeClassifier()
+  assert shrunk(fake)["classifier_kid_subset_size"] == 30
+  with pytest.raises(ValueError, match="pass reference images"):
+    suite_lib.MetricSuite("classifier_kid")

@@ -17,8 +17,15 @@ Preprocessing (`center_crop_resize`) is the official one (improved-gan `imagenet
 largest centred square (offsets rounded half away from zero, as Python 2 `round`) resized to
 `size` x `size` with bilinear filtering (PIL's, antialiased when shrinking; the official went
 through `scipy.misc.imresize`, also PIL bilinear), grayscale replicated to RGB, alpha dropped
-(official `colorize`). No random crops or flips: the official training saw one fixed crop per
-image, and a deterministic decode keeps a resumed run bit-exact.
+(official `colorize`). No random crops or flips by default: the official training saw one fixed
+crop per image, and a deterministic decode keeps a resumed run bit-exact.
+
+`crop='random'` (image folders; RP-GAN's dog12, ayanc/rpgan `rpglib/real.py` with `crop=True`):
+both sides are scaled by (size + 1) / short side (float32, truncated to integers as
+`tf.to_int32`), the image resized (PIL bilinear) and a size x size window cut at a random offset.
+The offset comes from a per-row *salt* of the epoch plan (`read(indices, salts=...)`,
+`np.random.default_rng(salt)`), so a resumed run decodes the same crops; without a salt (the init
+batch) the window is centred.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from itgan_jax.data.base import DatasetCorruptError, DatasetNotFoundError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm")
 NAMES = ("image_folder", "imagenet2012")
+CROPS = ("center", "random")
 
 
 def _round_half_up(x: float) -> int:
@@ -64,12 +72,37 @@ def center_crop_resize(image, size: int) -> np.ndarray:
   return np.asarray(image, np.uint8)
 
 
-def decode_file(path: str | os.PathLike, size: int) -> np.ndarray:
-  """Decodes one image file to uint8 (size, size, 3); DatasetCorruptError naming the file."""
+def random_crop_resize(image, size: int, salt: int | None) -> np.ndarray:
+  """A PIL image -> uint8 (size, size, 3): sides scaled by (size + 1) / short side (official
+  `real.py`: `to_int32((float(imsz + 1) / min_s) * in_s)` in float32), bilinear resize, RGB, then
+  the window at offsets drawn from `np.random.default_rng(salt)` (centred when `salt` is None)."""
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  if image.mode != "RGB":
+    image = image.convert("RGB")
+  width, height = image.size
+  scale = np.float32(size + 1) / np.float32(min(width, height))
+  new_w = max(int(scale * np.float32(width)), size)
+  new_h = max(int(scale * np.float32(height)), size)
+  if image.size != (new_w, new_h):
+    image = image.resize((new_w, new_h), Image.BILINEAR)
+  if salt is None:
+    top, left = (new_h - size) // 2, (new_w - size) // 2
+  else:
+    rng = np.random.default_rng(int(salt))
+    top, left = int(rng.integers(0, new_h - size + 1)), int(rng.integers(0, new_w - size + 1))
+  return np.asarray(image.crop((left, top, left + size, top + size)), np.uint8)
+
+
+def decode_file(path: str | os.PathLike, size: int, salt: int | None = None,
+                crop: str = "center") -> np.ndarray:
+  """Decodes one image file to uint8 (size, size, 3) (`crop` 'center', or 'random' with the
+  window of `salt`); DatasetCorruptError naming the file."""
   from PIL import Image, UnidentifiedImageError  # pylint: disable=import-outside-toplevel
   try:
     with Image.open(path) as image:
       image.load()
+      if crop == "random":
+        return random_crop_resize(image, size, salt)
       return center_crop_resize(image, size)
   except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
     raise DatasetCorruptError(f"cannot decode image {os.fspath(path)} ({type(e).__name__}: {e}); "
@@ -88,6 +121,7 @@ class StreamingDataset:
     class_names: the class of each label (folder names, or tfds label names).
     decode: `index -> uint8 image_shape` for one example.
     describe: `index -> str` naming the example in error messages.
+    decode_salted: `(index, salt) -> uint8 image_shape` (random crops), or None.
   """
   name: str
   train_y: np.ndarray
@@ -97,20 +131,34 @@ class StreamingDataset:
   decode: Callable[[int], np.ndarray]
   describe: Callable[[int], str]
   source: str = "files"
+  decode_salted: Callable[[int, int], np.ndarray] | None = None
 
   @property
   def num_train(self) -> int:
     return int(self.train_y.shape[0])
 
-  def read(self, indices, pool: concurrent.futures.Executor | None = None) -> np.ndarray:
+  def read(self, indices, pool: concurrent.futures.Executor | None = None,
+           salts=None) -> np.ndarray:
     """uint8 `(len(indices),) + image_shape` images, decoded in parallel on `pool` if given;
-    each distinct index is decoded once."""
+    each distinct index is decoded once. With `salts` (one int per index: random crops,
+    `decode_salted`) every (index, salt) row is decoded."""
     indices = np.asarray(indices, np.int64).reshape(-1)
     if indices.size and (indices.min() < 0 or indices.max() >= self.num_train):
       raise IndexError(f"{self.name}: indices outside [0, {self.num_train})")
-    unique, inverse = np.unique(indices, return_inverse=True)
-    decoded = list(pool.map(self.decode, unique.tolist()) if pool is not None
-                   else map(self.decode, unique.tolist()))
+    if salts is not None:
+      if self.decode_salted is None:
+        raise ValueError(f"{self.name} has no random crops (decode_salted); pass no salts")
+      salts = np.asarray(salts, np.int64).reshape(-1)
+      if salts.shape != indices.shape:
+        raise ValueError(f"{salts.size} salts for {indices.size} indices")
+      unique, inverse = indices, np.arange(indices.size)
+      rows = list(zip(indices.tolist(), salts.tolist()))
+      decoded = list(pool.map(lambda r: self.decode_salted(*r), rows) if pool is not None
+                     else (self.decode_salted(*r) for r in rows))
+    else:
+      unique, inverse = np.unique(indices, return_inverse=True)
+      decoded = list(pool.map(self.decode, unique.tolist()) if pool is not None
+                     else map(self.decode, unique.tolist()))
     for i, image in zip(unique, decoded):
       if image.shape != self.image_shape or image.dtype != np.uint8:
         raise DatasetCorruptError(f"{self.describe(int(i))} decoded to {image.dtype} "
@@ -145,16 +193,23 @@ def scan_image_folder(root: str | os.PathLike) -> tuple[list[str], list[pathlib.
   return classes, files, np.asarray(labels, np.int32)
 
 
-def load_image_folder(root: str | os.PathLike, image_size: int) -> StreamingDataset:
-  """The `image_folder` dataset of `root` (module docstring), decoded to `image_size` squares."""
+def load_image_folder(root: str | os.PathLike, image_size: int,
+                      crop: str = "center") -> StreamingDataset:
+  """The `image_folder` dataset of `root` (module docstring), decoded to `image_size` squares
+  (`crop` 'center', or 'random': salted windows of the short-side-(size + 1) resize)."""
   _check_size(image_size)
+  if crop not in CROPS:
+    raise ValueError(f"config.data.crop={crop!r} must be one of {CROPS}")
   classes, files, labels = scan_image_folder(root)
   paths = [os.fspath(f) for f in files]
+  salted = None
+  if crop == "random":
+    salted = lambda i, salt: decode_file(paths[i], image_size, salt, crop)  # noqa: E731
   return StreamingDataset(
       name="image_folder", train_y=labels, num_classes=len(classes),
       image_shape=(image_size, image_size, 3), class_names=tuple(classes),
-      decode=lambda i: decode_file(paths[i], image_size),
-      describe=lambda i: f"image {paths[i]}")
+      decode=lambda i: decode_file(paths[i], image_size, None, crop),
+      describe=lambda i: f"image {paths[i]}", decode_salted=salted)
 
 
 def _tfds_labels(source, split: str, n: int, cache_dir: pathlib.Path | None) -> np.ndarray:
@@ -244,13 +299,15 @@ def _check_size(image_size: int) -> None:
 
 def load(data) -> StreamingDataset:
   """The streaming dataset of a `config.data` block (`name` in NAMES, `dir`, `tfds_data_dir`,
-  `image_size`)."""
+  `image_size`, `crop`)."""
   size = data.get("image_size", 128)
   if data.name == "image_folder":
     if not data.get("dir"):
       raise ValueError("data.name='image_folder' needs --config.data.dir=ROOT (a directory with "
                        "one sub-directory of images per class)")
-    return load_image_folder(data.dir, size)
+    return load_image_folder(data.dir, size, data.get("crop", "center"))
+  if data.get("crop", "center") != "center":
+    raise ValueError(f"data.crop={data.crop!r} is offered for data.name='image_folder' only")
   if data.name == "imagenet2012":
     if data.get("allow_download", False):
       raise ValueError("imagenet2012 cannot be downloaded (the ILSVRC2012 images need a manual "

@@ -19,9 +19,12 @@ Metrics (names for `--metrics` / `config.evals.<name>.metrics`) and the keys the
   mnist_score    classifier score with the MNIST classifier            -> 'mnist_score', '..._std'
   classifier_score  the same with the classifier of `classifier_dataset` -> 'classifier_score', ..
   classifier_fd  Frechet distance of classifier `penultimate` features -> 'classifier_fd'
+  classifier_kid KID (the `kid` estimator and subsets) on the same classifier `penultimate`
+                 features -> 'classifier_kid', 'classifier_kid_std' (+ '..._subset_size' when
+                 it had to shrink)
 
 Grayscale images are repeated to 3 channels for the Inception network only. Samples and
-reference must have the same image shape for fid/kid/swd/classifier_fd.
+reference must have the same image shape for fid/kid/swd/classifier_fd/classifier_kid.
 """
 
 from __future__ import annotations
@@ -39,11 +42,11 @@ from itgan_jax.metrics import scores
 from itgan_jax.metrics import swd as swd_lib
 
 METRICS = ("is", "fid", "kid", "swd", "msssim", "mnist_score", "classifier_score",
-           "classifier_fd")
+           "classifier_fd", "classifier_kid")
 ALIASES = {"ms_ssim": "msssim", "inception_score": "is", "sliced_wasserstein": "swd"}
-NEEDS_REFERENCE = frozenset({"fid", "kid", "swd", "classifier_fd"})
+NEEDS_REFERENCE = frozenset({"fid", "kid", "swd", "classifier_fd", "classifier_kid"})
 INCEPTION = frozenset({"is", "fid", "kid"})
-CLASSIFIER = frozenset({"mnist_score", "classifier_score", "classifier_fd"})
+CLASSIFIER = frozenset({"mnist_score", "classifier_score", "classifier_fd", "classifier_kid"})
 
 
 def parse_metrics(metrics: str | Iterable[str]) -> tuple[str, ...]:
@@ -225,11 +228,20 @@ class MetricSuite:
         if name in self.metrics:
           out[name], out[name + "_std"] = classifier_lib.classifier_score(
               feats["logits"], opts.is_splits, opts.is_shuffle_seed)
+      if {"classifier_fd", "classifier_kid"} & set(self.metrics):
+        ref_feats = self._reference("classifier_penultimate", lambda: ext(
+            self.reference, outputs=("penultimate",))["penultimate"])
       if "classifier_fd" in self.metrics:
-        mu_r, sig_r = self._reference("classifier_stats", lambda: scores.feature_statistics(
-            ext(self.reference, outputs=("penultimate",))["penultimate"]))
+        mu_r, sig_r = self._reference("classifier_stats",
+                                      lambda: scores.feature_statistics(ref_feats))
         mu, sig = scores.feature_statistics(feats["penultimate"])
         out["classifier_fd"] = scores.frechet_distance(mu, sig, mu_r, sig_r)
+      if "classifier_kid" in self.metrics:
+        size = min(opts.kid_subset_size, len(images), len(ref_feats))
+        out["classifier_kid"], out["classifier_kid_std"] = scores.kernel_inception_distance(
+            feats["penultimate"], ref_feats, num_subsets=opts.kid_subsets, subset_size=size)
+        if size != opts.kid_subset_size:
+          out["classifier_kid_subset_size"] = float(size)
       self.seconds["classifier"] = time.perf_counter() - start
 
     if "swd" in self.metrics:

@@ -11,6 +11,7 @@ from itgan_jax.models import conv
 from itgan_jax.models import imagenet
 from itgan_jax.models import mnist
 from itgan_jax.models import progressive
+from itgan_jax.models import rpgan
 
 # name -> builder(model_config, num_classes, image_shape) -> (generator, discriminator)
 _REGISTRY: dict[str, Callable[..., tuple[nn.Module, nn.Module]]] = {}
@@ -192,4 +193,19 @@ def _progressive(cfg, num_classes, image_shape):
       fmap_decay=float(decay), use_wscale=bool(_get(cfg, "use_wscale", True)),
       mbstd_group_size=group, minibatch_kernels=kernels, minibatch_dim=dim,
       layer_norm=bool(_get(cfg, "d_layer_norm", False)))
+@register("rpgan")
+def _rpgan(cfg, num_classes, image_shape):
+  """RP-GAN (ayanc/rpgan, papers.md C.3): the official G and ONE discriminator D_k (the variant
+  stacks K of them, `rpgan.DiscriminatorStack`); image side a power of two >= 8."""
+  del num_classes  # one real/fake logit per discriminator
+  h, w, c = image_shape
+  if h != w:
+    raise ValueError(f"the rpgan model family takes square images, got {h}x{w}")
+  for key in ("g_features", "d_features"):
+    value = cfg[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+      raise ValueError(f"model.{key}={value!r} must be an integer >= 1")
+  rpgan.generator_channels(h, cfg.g_features, c)  # clear errors for sizes G cannot make
+  g = rpgan.RPGenerator(image_size=h, out_channels=c, features=cfg.g_features)
+  d = rpgan.RPDiscriminator(features=cfg.d_features)
   return g, d

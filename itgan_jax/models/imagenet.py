@@ -75,6 +75,25 @@ class TFConv(nn.Module):
     return y + self.param("bias", nn.initializers.zeros, (self.features,))
 
 
+def tf_conv2d_transpose(x: jax.Array, w: jax.Array, stride: int) -> jax.Array:
+  """TF `conv2d_transpose(x, w, output side = stride * input side, 'SAME')` with TF's kernel
+  layout (k, k, out, in): the adjoint of the 'SAME' conv with this kernel from the output size to
+  the input size, y[n, u*s + a - p, v*s + b - p, o] += x[n, u, v, i] w[a, b, o, i] (p = SAME
+  padding before). On CPU through `conv_lib.conv2d` on the zero-dilated input (its loop-proof
+  VJP)."""
+  k, s = w.shape[0], stride
+  pads = []
+  for n in x.shape[1:3]:
+    before, after = tf_same_padding(n * s, k, s)
+    rest = n * s + before + after - k - (n - 1) * s  # rows of the forward input never read
+    pads.append((k - 1 - before, k - 1 - after + rest))
+  w_adjoint = jnp.transpose(jnp.flip(w, (0, 1)), (0, 1, 3, 2))  # (k, k, in, out)
+  if jax.default_backend() == "cpu":
+    return conv_lib.conv2d(conv_lib.dilate(x, (s, s)), w_adjoint, (1, 1), tuple(pads))
+  return jax.lax.conv_general_dilated(x, w_adjoint, (1, 1), tuple(pads), lhs_dilation=(s, s),
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
 class TFDeconv(nn.Module):
   """TF `ops.deconv2d` (`conv2d_transpose`, 'SAME'): output side = stride * input side; kernel
   (k, k, out, in) ~ N(0, std), bias `bias_init`. It is the adjoint of the 'SAME' conv with this
@@ -91,17 +110,7 @@ class TFDeconv(nn.Module):
     k, s = self.kernel, self.stride
     w = self.param("kernel", nn.initializers.normal(self.stddev),
                    (k, k, self.features, x.shape[-1]))
-    pads = []
-    for n in x.shape[1:3]:
-      before, after = tf_same_padding(n * s, k, s)
-      rest = n * s + before + after - k - (n - 1) * s  # rows of the forward input never read
-      pads.append((k - 1 - before, k - 1 - after + rest))
-    w_adjoint = jnp.transpose(jnp.flip(w, (0, 1)), (0, 1, 3, 2))  # (k, k, in, out)
-    if jax.default_backend() == "cpu":
-      y = conv_lib.conv2d(conv_lib.dilate(x, (s, s)), w_adjoint, (1, 1), tuple(pads))
-    else:
-      y = jax.lax.conv_general_dilated(x, w_adjoint, (1, 1), tuple(pads), lhs_dilation=(s, s),
-                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    y = tf_conv2d_transpose(x, w, s)
     return y + self.param("bias", nn.initializers.constant(self.bias_init), (self.features,))
 
 

@@ -16,7 +16,8 @@ unchanged loop trains. Each member keeps exactly what its separate run would hav
 Training metrics are reported the same way. Checkpoints hold the stacked state (`SeedStack`), so
 resume, signals and the NaN guard work as for one run. Requirement on a variant: its object must
 not depend on the seeds (all variants here take randomness from the key and data from the plan),
-since member 0's variant runs every seed.
+since member 0's variant runs every seed; a variant that does sets `seed_dependent = True` and is
+refused (rpgan: its projections come from config.seed).
 """
 
 from __future__ import annotations
@@ -162,6 +163,11 @@ def _same_arrays(a: dict, b: dict) -> bool:
 def stack(members: Sequence[Experiment], seeds: Sequence[int]) -> Experiment:
   """One experiment training `members` (built from one config, seeds `seeds`) as one program."""
   first = members[0]
+  if getattr(first.variant, "seed_dependent", False):
+    raise ValueError(f"the {type(first.variant).__name__} variant depends on the seed beyond its "
+                     "key (e.g. rpgan's projections are drawn from config.seed), so "
+                     "train.num_seeds > 1 would give every seed member 0's; run the seeds "
+                     "separately (train.num_seeds=1)")
   for name in ("steps_per_epoch", "batch_size", "scale"):
     values = {getattr(m, name) for m in members}
     if len(values) != 1:

@@ -18,7 +18,9 @@ row)` inside the step) and the variant's index plan, which stays deterministic i
 
 Streams: `{batch key: (array name, plan stream)}`; an array name found in `sources` is streamed
 (`source.read(indices, pool) -> uint8 (n, ...)`), one found in `arrays` (labels) is gathered from
-host memory.
+host memory. A source stream may name a third plan stream, `(array name, plan stream, salt
+stream)`: its int values go to `source.read(indices, pool, salts=...)` row by row (random crops
+drawn from the plan, so they too are deterministic in (seed, epoch)).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ class StreamingFeeder:
                streams: Mapping[str, tuple[str, str]], scale: str, *, num_workers: int = 8,
                prefetch: bool = True):
     preprocess.value_range(scale)  # a clear error for an unknown scale, now
-    for key, (name, _) in streams.items():
+    for key, (name, *_) in streams.items():
       if name not in sources and name not in arrays:
         raise ValueError(f"batch key {key!r} reads {name!r}, which the streaming feeder has "
                          f"neither as a source ({sorted(sources)}) nor as an array "
@@ -71,10 +73,11 @@ class StreamingFeeder:
   def gather(self, local_plan: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The uint8 / int32 values `(steps, local rows, ...)` of every batch key for `local_plan`."""
     out = {}
-    for key, (name, stream) in self.streams.items():
+    for key, (name, stream, *salt) in self.streams.items():
       idx = np.asarray(local_plan[stream])
       if name in self.sources:
-        values = self.sources[name].read(idx.reshape(-1), self._pool)
+        kwargs = {"salts": np.asarray(local_plan[salt[0]]).reshape(-1)} if salt else {}
+        values = self.sources[name].read(idx.reshape(-1), self._pool, **kwargs)
         out[key] = values.reshape(idx.shape + values.shape[1:])
       else:
         out[key] = self.host_arrays[name][idx]
@@ -122,4 +125,4 @@ class StreamingFeeder:
     """One step's batch: images (array names starting with 'x') as model-range floats."""
     del arrays
     return {key: preprocess.to_float(values[key], self.scale) if name.startswith("x")
-            else values[key] for key, (name, _) in self.streams.items()}
+            else values[key] for key, (name, *_) in self.streams.items()}
