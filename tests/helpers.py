@@ -51,3 +51,29 @@ def write_svhn_mats(directory: pathlib.Path, n_train: int = 30, n_test: int = 20
     scipy.io.savemat(directory / name, {"X": svhn_pattern(n, offset), "y": y})
     paths[name] = directory / name
   return paths
+
+
+def run_notebook(name: str, monkeypatch, workdir: pathlib.Path, *, data_dir=None,
+                 tiny: bool = True, num_cells: int | None = None, backend: str | None = None,
+                 timeout: int = 900) -> str:
+  """Executes `notebooks/<name>` (its first `num_cells` cells, or all) with the notebooks' test
+  switches (ITGAN_NOTEBOOK_TINY / _WORKDIR / _BACKEND, ITGAN_DATA_DIR, a headless matplotlib)
+  and returns the text of every code cell's output. A failing cell raises nbclient's
+  CellExecutionError."""
+  import nbformat  # pylint: disable=import-outside-toplevel
+  from nbclient import NotebookClient  # pylint: disable=import-outside-toplevel
+  path = REPO / "notebooks" / name
+  monkeypatch.setenv("ITGAN_NOTEBOOK_TINY", "1" if tiny else "0")
+  monkeypatch.setenv("ITGAN_NOTEBOOK_WORKDIR", str(workdir))
+  monkeypatch.setenv("MPLBACKEND", "Agg")
+  if data_dir is not None:
+    monkeypatch.setenv("ITGAN_DATA_DIR", str(data_dir))
+  if backend is not None:
+    monkeypatch.setenv("ITGAN_NOTEBOOK_BACKEND", backend)
+  nb = nbformat.read(path, as_version=4)
+  if num_cells is not None:
+    nb.cells = nb.cells[:num_cells]
+  NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                 resources={"metadata": {"path": str(path.parent)}}).execute()
+  return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
+                 for o in c.get("outputs", []))

@@ -59,7 +59,6 @@ from itgan_jax.models import rpgan as rp
 from itgan_jax.train import players
 from itgan_jax.train import precision as precision_lib
 from itgan_jax.train import sharding as sharding_lib
-from itgan_jax.train import streaming
 from itgan_jax.train.state import Player, TrainState
 from itgan_jax.variants import base
 
@@ -385,7 +384,9 @@ def build(config: ml_collections.ConfigDict, dataset) -> base.Experiment:
     raise ValueError(f"loss.generator={l.generator!r}: the rpgan variant offers "
                      f"{gan_losses.GENERATOR_KINDS}")
   streamed = isinstance(dataset, image_folder.StreamingDataset)
-  num_train = dataset.num_train if streamed else dataset.train_x.shape[0]
+  random_crop = streamed and d.get("crop", "center") == "random"
+  batch_streams = CROP_STREAMS if random_crop else STREAMS
+  num_train, init, arrays, feeder = base.unlabeled_images(config, dataset, batch_streams)
   steps = base.steps_per_epoch(t, num_train)
   data_shape = tuple(dataset.image_shape)
   train_shape, pad, upsample = training_shape(d, data_shape)
@@ -421,8 +422,6 @@ def build(config: ml_collections.ConfigDict, dataset) -> base.Experiment:
                                  config.log.get("per_discriminator_max", 48), 0),
       compute_dtype=base.compute_dtype(config))
 
-  random_crop = streamed and d.get("crop", "center") == "random"
-
   def epoch_plan(epoch: int) -> dict[str, np.ndarray]:
     plan = plans.gan_epoch_plan(num_train, t.batch_size, config.seed, epoch, ("idx",))
     if random_crop:  # one crop salt per row, deterministic in (seed, epoch)
@@ -430,16 +429,6 @@ def build(config: ml_collections.ConfigDict, dataset) -> base.Experiment:
           0, 2**31 - 1, plan["idx"].shape).astype(np.int32)
     return {k: v[:steps] for k, v in plan.items()}
 
-  if streamed:
-    batch_streams = CROP_STREAMS if random_crop else STREAMS
-    init = preprocess.to_float(image_folder.first_images(dataset, d.init_size, config.seed),
-                               d.scale)
-    feeder = streaming.StreamingFeeder({"x": dataset}, {}, batch_streams, d.scale,
-                                       num_workers=d.get("num_workers", 8),
-                                       prefetch=d.get("prefetch", True))
-    return base.assemble(config, dataset, variant, arrays={}, streams=batch_streams,
-                         epoch_plan=epoch_plan, steps=steps, init=init, offered=EVALUATORS,
-                         feeder=feeder)
-  init = base.init_batch(dataset, d.init_size, config.seed, d.scale)
-  return base.assemble(config, dataset, variant, arrays={"x": dataset.train_x}, streams=STREAMS,
-                       epoch_plan=epoch_plan, steps=steps, init=init, offered=EVALUATORS)
+  return base.assemble(config, dataset, variant, arrays=arrays, streams=batch_streams,
+                       epoch_plan=epoch_plan, steps=steps, init=init, offered=EVALUATORS,
+                       feeder=feeder)
