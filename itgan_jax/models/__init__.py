@@ -193,6 +193,9 @@ def _progressive(cfg, num_classes, image_shape):
       fmap_decay=float(decay), use_wscale=bool(_get(cfg, "use_wscale", True)),
       mbstd_group_size=group, minibatch_kernels=kernels, minibatch_dim=dim,
       layer_norm=bool(_get(cfg, "d_layer_norm", False)))
+  return g, d
+
+
 @register("rpgan")
 def _rpgan(cfg, num_classes, image_shape):
   """RP-GAN (ayanc/rpgan, papers.md C.3): the official G and ONE discriminator D_k (the variant
