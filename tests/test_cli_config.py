@@ -73,7 +73,7 @@ def test_missing_data_names_every_way_to_provide_it(tmp_path):
 
 
 @pytest.mark.parametrize("key,value,message", [
-    ("variant", "progressive", "config.variant"),
+    ("variant", "growing", "config.variant"),
     ("model.name", "resnet", "model family"),
     ("loss.generator", "wasserstein", "loss.generator"),
     ("loss.fm_distance", "l3", None),

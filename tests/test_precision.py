@@ -166,7 +166,15 @@ def test_conv_vjp_keeps_the_forward_precision_outside_the_context():
     _, vjp = jax.vjp(lambda x, w: conv_lib.conv2d_cpu(
         x, w, (2, 2), ((1, 1), (1, 1)), conv_lib._traced_precision()), x, w)
   jaxpr = jax.make_jaxpr(vjp)(jnp.ones((2, 4, 4, 4), jnp.float32))  # traced outside the context
-  products = [e for e in jaxpr.jaxpr.eqns
+
+  def equations(jaxpr):   # with those of nested calls (dx goes through conv2d_cpu again)
+    for eqn in jaxpr.eqns:
+      yield eqn
+      for value in eqn.params.values():
+        inner = getattr(value, "jaxpr", value)
+        if hasattr(inner, "eqns"):
+          yield from equations(inner)
+  products = [e for e in equations(jaxpr.jaxpr)
               if e.primitive.name in ("conv_general_dilated", "dot_general")]
   assert len(products) == 1 + 9  # dx: one convolution; dw: one product per kernel tap
   for eqn in products:
