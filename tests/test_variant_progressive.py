@@ -201,3 +201,22 @@ def test_four_devices_match_one_inside_a_fade(monkeypatch):
   np.testing.assert_allclose(m4["alpha"], [0.0, 1 / 3], rtol=1e-6)
   for a, b in zip(jax.tree.leaves(s1.g.params), jax.tree.leaves(s4.g.params)):
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_discriminator_is_initialised_on_the_first_phase_inputs():
+  """Minibatch discrimination's data-dependent init (row e*) sees the 4x4 reals through the 4x4
+  path, as Theano initialises at the starting resolution; the tree is still the full one."""
+  exp = experiment.build(_config(**{"model.minibatch_kernels": 4, "model.minibatch_dim": 3}))
+  v = exp.variant
+  state = jax.jit(v.init)(jax.random.PRNGKey(0), exp.init_batch)
+  keys = jax.random.split(jax.random.PRNGKey(0), 7)   # init_players' split: D takes 3, 4, 5
+  rngs = {"params": keys[3], "noise": keys[4], "dropout": keys[5]}
+  x = jnp.asarray(exp.init_batch)
+  at_4x4 = v.discriminator.init(rngs, progressive.reals_at(x, 0, v.full_level, None), level=0,
+                                train=True)["params"]
+  at_full = v.discriminator.init(rngs, x, train=True)["params"]
+  assert jax.tree.structure(state.d.params) == jax.tree.structure(at_full)
+  for a, b in zip(jax.tree.leaves(state.d.params), jax.tree.leaves(at_4x4)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  assert any(not np.allclose(a, b) for a, b in zip(jax.tree.leaves(at_4x4),
+                                                    jax.tree.leaves(at_full)))

@@ -48,15 +48,16 @@ class VariantBase:
     return precision_lib.apply(module, variables, x, compute_dtype=self.compute_dtype, **kwargs)
 
   def init_players(self, rng: jax.Array, x_init: jax.Array, *, g_ema: str | None = None,
-                   d_ema: str | None = None) -> TrainState:
+                   d_ema: str | None = None, d_kwargs: dict | None = None) -> TrainState:
     """Both players (G on a latent batch, D's data-dependent init on `x_init`) and the run's key;
-    `g_ema` / `d_ema`: None, 'zeros' or 'copy' (`players.init_player`)."""
+    `g_ema` / `d_ema`: None, 'zeros' or 'copy' (`players.init_player`); `d_kwargs`: extra
+    keywords of D's init call (e.g. the progressive D's starting `level`)."""
     k_g, k_gn, k_z, k_d, k_dn, k_dd, k_run = jax.random.split(rng, 7)
     z = self.sample_latent(k_z, self.batch_size)
     g = players.init_player(self.generator, {"params": k_g, "noise": k_gn, "vbn": k_gn}, z,
                             self.g_tx, ema=g_ema, train=True)
     d = players.init_player(self.discriminator, {"params": k_d, "noise": k_dn, "dropout": k_dd},
-                            x_init, self.d_tx, ema=d_ema, train=True)
+                            x_init, self.d_tx, ema=d_ema, train=True, **(d_kwargs or {}))
     return TrainState(step=jnp.zeros([], jnp.int32), rng=k_run, g=g, d=d)
 
   def generate_batch(self, g_params, g_constants, rng: jax.Array) -> jax.Array:

@@ -140,8 +140,14 @@ class ProgressiveGAN(base.VariantBase):
 
   # ------------------------------------------------------------------------------------------
   def init(self, rng: jax.Array, x_init: jax.Array) -> TrainState:
-    """Both players at full size (every block, toRGB and fromRGB); G's EMA starts as a copy."""
-    return self.init_players(rng, x_init, g_ema="copy" if self.g_ema_rate else None)
+    """Both players at full size (every block, toRGB and fromRGB); G's EMA starts as a copy.
+    D's init pass sees the reals at the starting resolution through the starting level's path,
+    so a data-dependent layer (minibatch discrimination, Table 1 row e*) is initialised as in
+    Theano, on the first phase's inputs."""
+    level = self.schedule.phases[0].level
+    return self.init_players(rng, reals_at(x_init, level, self.full_level, None),
+                             g_ema="copy" if self.g_ema_rate else None,
+                             d_kwargs=dict(level=level))
 
   def enter_phase(self, state: TrainState, phase: int) -> TrainState:
     """The first state of `phase`: Adam's moments restart when the schedule says so (the
