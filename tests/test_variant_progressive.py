@@ -220,3 +220,21 @@ def test_discriminator_is_initialised_on_the_first_phase_inputs():
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   assert any(not np.allclose(a, b) for a, b in zip(jax.tree.leaves(at_4x4),
                                                     jax.tree.leaves(at_full)))
+
+
+def test_first_paper_techniques_compose(monkeypatch):
+  """Virtual batch norm in G, the first paper's GAN loss with one-sided label smoothing and
+  historical averaging on D take a finite step (8x8 images: the 4 -> 8 fade)."""
+  _fake_data(monkeypatch, 8)
+  exp = experiment.build(_config(**{
+      "model.g_norm": "vbn", "model.vbn_ref_size": 4, "loss.kind": "bce",
+      "loss.label_smoothing": 0.9, "optim.historical_averaging_d": 0.01,
+      "train.update": "alternating"}))
+  v = exp.variant
+  state, batch = _state_and_batch(exp, phase=1)
+  assert "vbn_ref" in state.g.constants
+  new, metrics = jax.jit(v.phase_train_step(1))(state, batch, jax.random.PRNGKey(4))
+  assert set(metrics) == set(v.metric_keys) and "gp" not in metrics
+  for key, value in metrics.items():
+    assert np.isfinite(float(value)), key
+  assert int(new.step) == int(state.step) + 1
