@@ -26,8 +26,9 @@ def _fake_data(monkeypatch, side):
 
 @pytest.fixture(autouse=True)
 def fake_data(monkeypatch, rbg_prng):   # RBG keys: threefry's compile time would dominate
-  # 16x16 images (levels 4, 8, 16): every mechanism of the 32x32 run, fewer programs to compile.
-  _fake_data(monkeypatch, 16)
+  # 8x8 images (levels 4, 8): every mechanism of the 32x32 run (a stable phase, a fade, the full
+  # size), the smallest programs to compile.
+  _fake_data(monkeypatch, 8)
 
 
 def _config(arg="tiny", **overrides):
@@ -108,7 +109,7 @@ def test_update_scheme_decides_which_discriminator_the_generator_sees(update, g_
                                                    jax.tree.leaves(b.g.params)))
   assert same != g_sees_new_d
   assert set(metrics) == set(v.metric_keys)
-  assert float(metrics["alpha"]) == 0.0 and float(metrics["lod"]) == 2.0
+  assert float(metrics["alpha"]) == 0.0 and float(metrics["lod"]) == 1.0
 
 
 def test_generate_upsamples_the_current_level_to_full_size():
@@ -117,10 +118,10 @@ def test_generate_upsamples_the_current_level_to_full_size():
   state, _ = _state_and_batch(exp)
   z = v.sample_latent(jax.random.PRNGKey(3), 4)
   out = np.asarray(jax.jit(v.generate)(state, z))
-  assert out.shape == (4, 16, 16, 3)
+  assert out.shape == (4, 8, 8, 3)
   low = np.asarray(v.apply_network(v.generator, state.g.variables(use_ema=True), z, level=0,
                                    train=True))
-  np.testing.assert_allclose(out, np.repeat(np.repeat(low, 4, 1), 4, 2), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(out, np.repeat(np.repeat(low, 2, 1), 2, 2), rtol=1e-5, atol=1e-6)
   late = state.replace(step=jnp.asarray(10**6, jnp.int32))
   full = np.asarray(v.apply_network(v.generator, state.g.variables(use_ema=True), z, train=True))
   np.testing.assert_allclose(np.asarray(jax.jit(v.generate)(late, z)), full, rtol=1e-4,
@@ -145,8 +146,8 @@ def _records(workdir):
 
 
 def test_tiny_run_grows_and_resumes_inside_a_fade_bit_exactly(tmp_path):
-  # 8 -> 16: phases start at steps 2 (16x16 fade, 3 steps) and 5; 3 epochs of 4 steps.
-  over = {"schedule.initial_resolution": 8, "train.num_epochs": 3, "train.steps_per_call": 1}
+  # 4 -> 8: phases start at steps 2 (8x8 fade, 3 steps) and 5; 3 epochs of 4 steps.
+  over = {"train.num_epochs": 3, "train.steps_per_call": 1}
   config = _config(**over)
   experiment.train(config, str(tmp_path / "full"))
 
@@ -178,10 +179,9 @@ def test_tiny_run_grows_and_resumes_inside_a_fade_bit_exactly(tmp_path):
   assert (tmp_path / "full" / "samples" / "epoch_0003.png").exists()
 
 
-def test_four_devices_match_one_inside_a_fade(monkeypatch):
+def test_four_devices_match_one_inside_a_fade():
   """The fade step (whole-minibatch stddev, gradient penalty) sharded over 4 devices equals one
   device: batch statistics are global, not per device. (8x8 images: the 4 -> 8 fade.)"""
-  _fake_data(monkeypatch, 8)
   from itgan_jax.train import chunk, sharding  # pylint: disable=import-outside-toplevel
   assert jax.device_count() >= 4   # conftest: 8 fake CPU devices
   exp = experiment.build(_config())
@@ -222,10 +222,9 @@ def test_discriminator_is_initialised_on_the_first_phase_inputs():
                                                     jax.tree.leaves(at_full)))
 
 
-def test_first_paper_techniques_compose(monkeypatch):
+def test_first_paper_techniques_compose():
   """Virtual batch norm in G, the first paper's GAN loss with one-sided label smoothing and
   historical averaging on D take a finite step (8x8 images: the 4 -> 8 fade)."""
-  _fake_data(monkeypatch, 8)
   exp = experiment.build(_config(**{
       "model.g_norm": "vbn", "model.vbn_ref_size": 4, "loss.kind": "bce",
       "loss.label_smoothing": 0.9, "optim.historical_averaging_d": 0.01,
