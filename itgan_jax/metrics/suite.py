@@ -207,17 +207,7 @@ class MetricSuite:
       if {"fid", "kid"} & set(self.metrics):
         ref_pool = self._reference("inception_pool", lambda: ext(
             _rgb(self.reference), outputs=("pool",))["pool"])
-        if "fid" in self.metrics:
-          mu_r, sig_r = self._reference("inception_stats",
-                                        lambda: scores.feature_statistics(ref_pool))
-          mu, sig = scores.feature_statistics(feats["pool"])
-          out["fid"] = scores.frechet_distance(mu, sig, mu_r, sig_r)
-        if "kid" in self.metrics:
-          size = min(opts.kid_subset_size, len(images), len(ref_pool))
-          out["kid"], out["kid_std"] = scores.kernel_inception_distance(
-              feats["pool"], ref_pool, num_subsets=opts.kid_subsets, subset_size=size)
-          if size != opts.kid_subset_size:
-            out["kid_subset_size"] = float(size)
+        out.update(self._feature_distances(feats["pool"], ref_pool, "inception", "fid", "kid"))
       self.seconds["inception"] = time.perf_counter() - start
 
     if CLASSIFIER & set(self.metrics):
@@ -231,17 +221,8 @@ class MetricSuite:
       if {"classifier_fd", "classifier_kid"} & set(self.metrics):
         ref_feats = self._reference("classifier_penultimate", lambda: ext(
             self.reference, outputs=("penultimate",))["penultimate"])
-      if "classifier_fd" in self.metrics:
-        mu_r, sig_r = self._reference("classifier_stats",
-                                      lambda: scores.feature_statistics(ref_feats))
-        mu, sig = scores.feature_statistics(feats["penultimate"])
-        out["classifier_fd"] = scores.frechet_distance(mu, sig, mu_r, sig_r)
-      if "classifier_kid" in self.metrics:
-        size = min(opts.kid_subset_size, len(images), len(ref_feats))
-        out["classifier_kid"], out["classifier_kid_std"] = scores.kernel_inception_distance(
-            feats["penultimate"], ref_feats, num_subsets=opts.kid_subsets, subset_size=size)
-        if size != opts.kid_subset_size:
-          out["classifier_kid_subset_size"] = float(size)
+        out.update(self._feature_distances(feats["penultimate"], ref_feats, "classifier",
+                                           "classifier_fd", "classifier_kid"))
       self.seconds["classifier"] = time.perf_counter() - start
 
     if "swd" in self.metrics:
@@ -260,6 +241,24 @@ class MetricSuite:
       if padded.shape[1:3] != x.shape[1:3]:
         out["msssim_padded_to"] = float(padded.shape[1])
       self.seconds["msssim"] = time.perf_counter() - start
+    return out
+
+  def _feature_distances(self, feats: np.ndarray, ref_feats: np.ndarray, network: str,
+                         fd_key: str, kid_key: str) -> dict[str, float]:
+    """The Frechet distance and KID of `feats` against the reference features of `network`
+    (whichever of `fd_key` / `kid_key` the suite computes; the reference statistics once)."""
+    out, opts = {}, self.options
+    if fd_key in self.metrics:
+      mu_r, sig_r = self._reference(f"{network}_stats",
+                                    lambda: scores.feature_statistics(ref_feats))
+      mu, sig = scores.feature_statistics(feats)
+      out[fd_key] = scores.frechet_distance(mu, sig, mu_r, sig_r)
+    if kid_key in self.metrics:
+      size = min(opts.kid_subset_size, len(feats), len(ref_feats))
+      out[kid_key], out[kid_key + "_std"] = scores.kernel_inception_distance(
+          feats, ref_feats, num_subsets=opts.kid_subsets, subset_size=size)
+      if size != opts.kid_subset_size:
+        out[kid_key + "_subset_size"] = float(size)
     return out
 
   def swd(self, images: np.ndarray) -> dict[str, float]:
