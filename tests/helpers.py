@@ -77,3 +77,14 @@ def run_notebook(name: str, monkeypatch, workdir: pathlib.Path, *, data_dir=None
                  resources={"metadata": {"path": str(path.parent)}}).execute()
   return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                  for o in c.get("outputs", []))
+
+
+def load_script(relative_path: str):
+  """A repository script (e.g. 'benchmarks/cifar_step.py') imported as a module, for tests of
+  its functions (the scripts are not a package)."""
+  import importlib.util  # pylint: disable=import-outside-toplevel
+  path = REPO / relative_path
+  spec = importlib.util.spec_from_file_location(path.stem, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module

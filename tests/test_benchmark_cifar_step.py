@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from itgan_jax.nn import conv as conv_lib
-from tests.helpers import REPO
+from tests.helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-  spec = importlib.util.spec_from_file_location("cifar_step", REPO / "benchmarks" / "cifar_step.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_script("benchmarks/cifar_step.py")
 
 
 def _real_macs(n, size, k, stride, pad, cin, cout):

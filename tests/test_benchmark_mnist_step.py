@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import types
 
 import jax
 import pytest
 
-from tests.helpers import REPO
+from tests.helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-  spec = importlib.util.spec_from_file_location("mnist_step", REPO / "benchmarks" / "mnist_step.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_script("benchmarks/mnist_step.py")
 
 
 @pytest.fixture(scope="module")

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
 from itgan_jax.variants import growth
-from tests.helpers import REPO
+from tests.helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-  spec = importlib.util.spec_from_file_location("progressive_step",
-                                                REPO / "benchmarks" / "progressive_step.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_script("benchmarks/progressive_step.py")
 
 
 def test_phase_steps_of_the_cifar_schedule(bench):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 
 import jax
@@ -10,14 +9,11 @@ import jax.numpy as jnp
 import pytest
 
 from itgan_jax.nn import conv as conv_lib
-from tests.helpers import REPO
+from tests.helpers import load_script
 
 
 def _load(name):
-  spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_script(f"benchmarks/{name}.py")
 
 
 @pytest.fixture(scope="module")

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
 from PIL import Image
 
-from tests.helpers import REPO
+from tests.helpers import load_script
 
 
 def _module():
-  spec = importlib.util.spec_from_file_location("phase_grids",
-                                                REPO / "experiments" / "phase_grids.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_script("experiments/phase_grids.py")
 
 
 LODS = [3.0, 3.0, 2.75, 2.25, 2.0, 2.0, 1.75, 1.25, 1.0]   # the CIFAR :small run's first epochs
