@@ -9,7 +9,9 @@ so a run's training wall time at an epoch is the running sum. Table 1 lists each
 steps every run evaluated; table 2 at `--wall_points` evenly spaced wall times up to the shortest
 run's total, each run's latest evaluation at or before that time (the RP-GAN paper's question:
 does one discriminator get worse later in training while the projected ensemble keeps improving;
-compare at equal compute, not only at equal steps).
+compare at equal compute, not only at equal steps). With `--grids OUT.png` it also tiles the
+runs' sample grids (`<workdir>/samples/epoch_NNNN.png`) at up to `--grid_points` steps that every
+run reached: one row per run, one column per step, the last common step always included.
 """
 
 from __future__ import annotations
@@ -17,6 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import sys
+
+from PIL import Image
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from itgan_jax.train import writers  # noqa: E402  pylint: disable=wrong-import-position
 
 DEFAULT_METRICS = "classifier_score,classifier_fd,classifier_kid,swd_avg,msssim"
 
@@ -72,12 +80,47 @@ def at_equal_wall_time(runs: dict[str, list[dict]], metrics: list[str], points: 
   return lines
 
 
+def grid_steps(runs: dict[str, list[dict]], workdirs: dict[str, pathlib.Path], points: int
+               ) -> list[int]:
+  """Up to `points` evenly spaced steps at which every run saved a sample grid (the last one
+  always among them)."""
+  saved = [{r["step"] for r in rs
+            if (workdirs[name] / "samples" / f"epoch_{r['epoch']:04d}.png").exists()}
+           for name, rs in runs.items()]
+  common = sorted(set.intersection(*saved))
+  if len(common) <= points:
+    return common
+  return [common[round(i * (len(common) - 1) / (points - 1))] for i in range(points)
+          ] if points > 1 else common[-1:]
+
+
+def tile_grids(runs: dict[str, list[dict]], workdirs: dict[str, pathlib.Path], steps: list[int],
+               scale: float) -> Image.Image:
+  """One row per run of its sample grids at `steps`, captioned with the run's name and step."""
+  rows = []
+  for name, rs in runs.items():
+    epoch_at = {r["step"]: r["epoch"] for r in rs}
+    row = []
+    for step in steps:
+      image = Image.open(workdirs[name] / "samples" / f"epoch_{epoch_at[step]:04d}.png")
+      if scale != 1.0:
+        image = image.resize((round(image.width * scale), round(image.height * scale)),
+                             Image.NEAREST)
+      row.append((f"{name}, step {step}", image))
+    rows.append(row)
+  return writers.tile_captioned(rows)
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("workdirs", nargs="+", type=pathlib.Path)
   parser.add_argument("--names", nargs="*", help="one label per run (default: directory names)")
   parser.add_argument("--metrics", default=DEFAULT_METRICS)
   parser.add_argument("--wall_points", type=int, default=6)
+  parser.add_argument("--grids", type=pathlib.Path,
+                      help="also write the runs' sample grids at common steps to this PNG")
+  parser.add_argument("--grid_points", type=int, default=4, help="columns of --grids")
+  parser.add_argument("--grid_scale", type=float, default=1.0, help="resize factor of each grid")
   args = parser.parse_args()
   names = args.names or [w.name for w in args.workdirs]
   if len(names) != len(args.workdirs):
@@ -94,6 +137,15 @@ def main():
   print("\n".join(at_equal_steps(runs, metrics)))
   print("\nAt equal training wall time:\n")
   print("\n".join(at_equal_wall_time(runs, metrics, args.wall_points)))
+  if args.grids:
+    workdirs = dict(zip(names, args.workdirs))
+    steps = grid_steps(runs, workdirs, args.grid_points)
+    if not steps:
+      raise SystemExit("--grids: no step at which every run saved a sample grid")
+    canvas = tile_grids(runs, workdirs, steps, args.grid_scale)
+    args.grids.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(args.grids, optimize=True)
+    print(f"\n{args.grids}: sample grids at steps {steps}, {canvas.width}x{canvas.height}")
 
 
 if __name__ == "__main__":

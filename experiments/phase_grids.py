@@ -13,8 +13,12 @@ import argparse
 import json
 import math
 import pathlib
+import sys
 
-from PIL import Image, ImageDraw
+from PIL import Image
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from itgan_jax.train import writers  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def pick_epochs(records: list[dict]) -> list[dict]:
@@ -52,16 +56,8 @@ def main():
       image = image.resize((round(image.width * args.scale), round(image.height * args.scale)),
                            Image.NEAREST)
     grids.append((r, image))
-  caption, gap = 16, 6
-  width = sum(g.width for _, g in grids) + gap * (len(grids) - 1)
-  height = max(g.height for _, g in grids) + caption
-  canvas = Image.new("RGB", (width, height), "white")
-  draw = ImageDraw.Draw(canvas)
-  x = 0
-  for r, g in grids:
-    draw.text((x + 2, 2), f"epoch {r['epoch']}, lod {r['lod']:.2f}", fill="black")
-    canvas.paste(g, (x, caption))
-    x += g.width + gap
+  canvas = writers.tile_captioned(
+      [[(f"epoch {r['epoch']}, lod {r['lod']:.2f}", g) for r, g in grids]])
   args.out.parent.mkdir(parents=True, exist_ok=True)
   canvas.save(args.out, optimize=True)
   print(f"{args.out}: epochs {[r['epoch'] for r, _ in grids]}, {canvas.width}x{canvas.height}")

@@ -35,3 +35,25 @@ def test_runs_align_by_step_and_by_wall_time(tmp_path):
   # at 90 s A is at epoch 9 (latest metrics: epoch 8), B at 3.
   assert wall[2] == "| 30 | 98 | 49 | 200 | 100 |"
   assert wall[4] == "| 90 | 92 | 47 | 800 | 300 |"
+
+
+def test_grids_tile_common_steps_one_row_per_run(tmp_path):
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  for name, epochs, shade in (("a", range(1, 8), 0), ("b", range(1, 5), 100)):
+    _write(tmp_path / name, [dict(epoch=e, step=100 * e, epoch_time_s=1.0, swd_avg=1.0)
+                             for e in epochs])
+    (tmp_path / name / "samples").mkdir()
+    for e in epochs:
+      if e != 2:                                  # epoch 2 has no grid in either run
+        Image.fromarray(np.full((10, 12, 3), shade + e, np.uint8)).save(
+            tmp_path / name / "samples" / f"epoch_{e:04d}.png")
+  out = subprocess.run([sys.executable, str(REPO / "experiments" / "compare_runs.py"),
+                        str(tmp_path / "a"), str(tmp_path / "b"), "--metrics", "swd_avg",
+                        "--grids", str(tmp_path / "g.png"), "--grid_points", "2"],
+                       check=True, capture_output=True, text=True).stdout
+  assert "sample grids at steps [100, 400]" in out       # common: 100, 300, 400; ends kept
+  image = np.asarray(Image.open(tmp_path / "g.png"))
+  assert image.shape == (2 * (16 + 10) + 6, 2 * 12 + 6, 3)
+  assert image[16, 0, 0] == 1 and image[16, 18, 0] == 4             # run a: epochs 1 and 4
+  assert image[16 + 26 + 6, 0, 0] == 101 and image[48, 18, 0] == 104  # run b below

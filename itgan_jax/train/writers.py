@@ -32,6 +32,36 @@ def save_png(path: str | pathlib.Path, image: np.ndarray) -> None:
   tmp.replace(path)
 
 
+def tile_captioned(rows: list[list[tuple[str, Image.Image]]], gap: int = 6,
+                   caption: int = 16) -> Image.Image:
+  """Tiles PIL images into one RGB image, row by row, each under a one-line caption.
+
+  Args:
+    rows: rows of (caption, image) pairs; columns are as wide as their widest image.
+    gap: white pixels between neighbouring tiles.
+    caption: height of the caption strip above every tile.
+
+  Returns:
+    The tiled image (white background, black captions).
+  """
+  from PIL import ImageDraw  # pylint: disable=import-outside-toplevel
+  columns = max(len(r) for r in rows)
+  widths = [max(r[j][1].width for r in rows if j < len(r)) for j in range(columns)]
+  heights = [max(image.height for _, image in r) + caption for r in rows]
+  canvas = Image.new("RGB", (sum(widths) + gap * (columns - 1),
+                             sum(heights) + gap * (len(rows) - 1)), "white")
+  draw = ImageDraw.Draw(canvas)
+  y = 0
+  for r, height in zip(rows, heights):
+    x = 0
+    for (text, image), width in zip(r, widths):
+      draw.text((x + 2, y + 2), text, fill="black")
+      canvas.paste(image.convert("RGB"), (x, y + caption))
+      x += width + gap
+    y += height + gap
+  return canvas
+
+
 def plot_curves(records: list[dict], keys: list[str], path: str | pathlib.Path,
                 x_key: str = "epoch") -> bool:
   """Plots metric curves to PNG with matplotlib (if installed); returns whether it wrote the file."""
