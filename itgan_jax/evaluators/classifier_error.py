@@ -80,7 +80,8 @@ class ClassifierError(Scheduled):
       return {"test_errors_ema": count_errors(self._classify, state, x, y, self._batch_size, True),
               "test_errors_raw": count_errors(self._classify, state, x, y, self._batch_size,
                                               False)}
-    self._fn = jax.jit(evaluate, in_shardings=(repl, repl, repl), out_shardings=repl)
+    # The state as the loop placed it (replicated, or sharded by the variant's `state_sharding`).
+    self._fn = jax.jit(evaluate, in_shardings=(None, repl, repl), out_shardings=repl)
 
   def __call__(self, state, epoch: int) -> EvalOutput:
     del epoch

@@ -102,11 +102,23 @@ class Checkpointer:
   def restore(self, abstract_state: Any, step: int | None = None, sharding=None
               ) -> tuple[Any, dict]:
     """Restores the newest (or given) step onto the structure of `abstract_state` (arrays or
-    ShapeDtypeStructs), placed with `sharding` if given, else each leaf's own sharding."""
+    ShapeDtypeStructs), placed with `sharding`: one `jax.sharding.Sharding` for every leaf, a
+    pytree of them with the structure of `abstract_state` (one per leaf: e.g. parameters split
+    over a mesh axis, `chunk.state_sharding`), or None (each leaf's own sharding). A pytree that
+    does not match the state is a ValueError (a caller's mistake, not an unreadable step)."""
     step = self._step(step)
-    target = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding or getattr(
-            x, "sharding", None)), abstract_state)
+    if sharding is None or isinstance(sharding, jax.sharding.Sharding):
+      target = jax.tree.map(
+          lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding or getattr(
+              x, "sharding", None)), abstract_state)
+    else:
+      try:
+        target = jax.tree.map(
+            lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract_state,
+            sharding)
+      except ValueError as e:
+        raise ValueError(f"the shardings passed to restore do not match the structure of the "
+                         f"state ({e}); pass one sharding, or one per leaf of the state") from None
     try:
       with quiet_restore.quiet_closed_event_loop():
         restored = self._manager.restore(step, args=ocp.args.Composite(

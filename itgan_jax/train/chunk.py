@@ -6,6 +6,11 @@ that feeds it any epoch's plan). Step `t` of a chunk draws its randomness from
 `fold_in(state.rng, state.step)`, so a chunk's result depends only on the state and the plan rows.
 Both the chunk and `init_state` are traced under the experiment's matmul precision
 (`exp.matmul_precision`, config.precision.matmul), so the compiled step carries it.
+
+The state is placed as `state_sharding(exp, mesh, phase)` says: replicated over the mesh, unless
+the variant has the optional hook `state_sharding(abstract_state, mesh)` and it returns shardings
+(RP-GAN's `k_strategy='shard'`: D's stacked leaves split along K). The loop uses the same
+placement for the initial state, every chunk, `enter_phase` and checkpoint restores.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import functools
 from typing import Any
 
 import jax
+from jax.sharding import NamedSharding
 
 from itgan_jax.train import precision as precision_lib
 from itgan_jax.train import sharding as sharding_lib
@@ -32,13 +38,59 @@ def chunk_compiler_options(train_config) -> dict[str, Any]:
   return {}
 
 
+def abstract_state(exp, phase: int, seed: int = 0):
+  """Shapes and dtypes of the state in `phase` (init, then each phase transform), nothing run."""
+  def build(rng, init_batch):
+    state = exp.variant.init(rng, init_batch)
+    for p in range(1, phase + 1):
+      state = exp.variant.enter_phase(state, p)
+    return state
+  return jax.eval_shape(build, jax.random.PRNGKey(seed), exp.init_batch)
+
+
+def state_sharding(exp, mesh, phase: int = 0):
+  """Where the training state of `phase` lives on `mesh`: `sharding.replicated(mesh)` (one
+  sharding for every leaf, exactly the placement of a variant without the hook), or, when the
+  variant defines `state_sharding(abstract_state, mesh)` and it returns a pytree (not None), that
+  pytree of NamedShardings broadcast to one per leaf of the state (a tree prefix is accepted).
+
+  Raises:
+    ValueError: the hook's answer does not fit the state's structure, or a leaf is not a
+      NamedSharding over `mesh`.
+  """
+  repl = sharding_lib.replicated(mesh)
+  hook = getattr(exp.variant, "state_sharding", None)
+  if hook is None:
+    return repl
+  template = abstract_state(exp, phase)
+  shardings = hook(template, mesh)
+  if shardings is None:
+    return repl
+  name = f"{type(exp.variant).__name__}.state_sharding"
+
+  def broadcast(sharding, subtree):
+    if not isinstance(sharding, NamedSharding) or sharding.mesh != mesh:
+      raise ValueError(f"{name} returned {sharding!r}; every leaf must be a "
+                       f"jax.sharding.NamedSharding over the loop's mesh {mesh}")
+    return jax.tree.map(lambda _: sharding, subtree)
+  try:
+    return jax.tree.map(broadcast, shardings, template,
+                        is_leaf=lambda x: isinstance(x, jax.sharding.Sharding))
+  except ValueError as e:
+    if str(e).startswith(name):
+      raise
+    raise ValueError(f"{name} returned a pytree that does not match the structure of the "
+                     f"phase-{phase} state ({e}); return one NamedSharding per state leaf (or "
+                     "for a subtree), or None for a replicated state") from None
+
+
 def make_chunk_fn(exp, mesh, num_steps: int, *, phase: int = 0,
                   compiler_options: dict[str, Any] | None = None):
   """Jits `num_steps` steps of `exp.variant.phase_train_step(phase)` as one lax.scan.
 
   Returns `run(state, arrays, inputs) -> (state, metrics (num_steps,) per key)`, where `arrays`
   is `exp.feeder.put(mesh)` and `inputs` is `exp.feeder.chunk_inputs(plan rows, mesh)`. The state
-  is donated (updated in place).
+  is donated (updated in place) and placed as `state_sharding(exp, mesh, phase)`, in and out.
   """
   step_fn = exp.variant.phase_train_step(phase)
   feeder = exp.feeder
@@ -56,8 +108,9 @@ def make_chunk_fn(exp, mesh, num_steps: int, *, phase: int = 0,
                           length=num_steps)
 
   repl = sharding_lib.replicated(mesh)
-  return jax.jit(run, in_shardings=(repl, repl, sharding_lib.batch_sharded(mesh, 1)),
-                 out_shardings=(repl, repl), donate_argnums=(0,),
+  placed = state_sharding(exp, mesh, phase)
+  return jax.jit(run, in_shardings=(placed, repl, sharding_lib.batch_sharded(mesh, 1)),
+                 out_shardings=(placed, repl), donate_argnums=(0,),
                  compiler_options=compiler_options or None)
 
 
@@ -86,12 +139,11 @@ class CompiledChunk:
 
 
 def init_state(exp, mesh, seed: int):
-  """The fresh replicated state the loop starts from: `variant.init(fold_in(PRNGKey(seed), 0),
-  exp.init_batch)`."""
-  repl = sharding_lib.replicated(mesh)
+  """The fresh state the loop starts from: `variant.init(fold_in(PRNGKey(seed), 0),
+  exp.init_batch)`, placed as `state_sharding(exp, mesh)` (replicated without the hook)."""
   init_batch = sharding_lib.replicated_array(exp.init_batch, mesh)
   with precision_lib.matmul_context(getattr(exp, "matmul_precision", None)):
-    return jax.jit(exp.variant.init, out_shardings=repl)(
+    return jax.jit(exp.variant.init, out_shardings=state_sharding(exp, mesh))(
         jax.random.fold_in(jax.random.PRNGKey(seed), 0), init_batch)
 
 

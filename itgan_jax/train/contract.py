@@ -31,6 +31,14 @@ class Variant(Protocol):
     phase_starts: first step of each phase after the first (empty for one-phase variants). The
       loop compiles one chunk function per phase, never runs a chunk across a phase start, and
       calls `enter_phase` when the state crosses one.
+
+  Optional hook (looked up with `getattr`, so a variant without it satisfies the contract):
+    state_sharding(abstract_state, mesh) -> a pytree of `jax.sharding.NamedSharding` over `mesh`
+      with the structure of `abstract_state` (the state of one phase as ShapeDtypeStructs), or
+      None. The loop places the state that way in `init`, every chunk, `enter_phase` and
+      checkpoint restores (`train.chunk.state_sharding`); without the hook, or with None, every
+      leaf is replicated (define it only where it may place something: the loop traces the
+      state's shapes for it). RP-GAN's `k_strategy='shard'` splits D's stacked leaves along K.
   """
   metric_keys: tuple[str, ...]
   progress_keys: tuple[str, ...]

@@ -10,7 +10,9 @@ state there (`enter_phase`), checkpoints every `checkpoint.every_epochs`, inside
 (the phase recorded beside the state), and stops with a clear error (keeping the last good
 checkpoint) when a metric becomes NaN/Inf. Iteration `t` draws its randomness from
 `fold_in(state.rng, t)` and its data from the epoch plan of `(seed, epoch)`, so a resumed run is
-bit-for-bit the uninterrupted one.
+bit-for-bit the uninterrupted one. The state is replicated over the mesh unless the variant's
+optional `state_sharding` hook places some leaves otherwise (`chunk.state_sharding`: the same
+placement at init, in every chunk, after `enter_phase` and on restore).
 
 Many processes: every process runs this loop on its share of the devices (see `distributed.py`);
 all of them save checkpoints (orbax coordinates them), only process 0 writes logs, TensorBoard,
@@ -191,14 +193,8 @@ def _prefetch_next(exp, config, mesh, plan, epoch: int, next_step: int, total_st
   prefetch({k: v[in_epoch:in_epoch + n] for k, v in rows.items()}, mesh)
 
 
-def abstract_state(exp, phase: int, seed: int = 0):
-  """Shapes and dtypes of the state in `phase` (init, then each phase transform), nothing run."""
-  def build(rng, init_batch):
-    state = exp.variant.init(rng, init_batch)
-    for p in range(1, phase + 1):
-      state = exp.variant.enter_phase(state, p)
-    return state
-  return jax.eval_shape(build, jax.random.PRNGKey(seed), exp.init_batch)
+# Kept as a name of this module for existing callers (evaluate.py, tests).
+abstract_state = chunk_lib.abstract_state
 
 
 @jax.jit
@@ -207,16 +203,17 @@ def _all_finite(state) -> jax.Array:
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else True
 
 
-def _restore_newest_readable(checkpointer: Checkpointer, exp, seed: int, sharding):
-  """Restores the newest step that reads; newer unreadable steps are set aside (never deleted).
-  Returns (state, meta, one-line warnings to print). Raises `CheckpointError` (every step's
-  cause) when none reads."""
+def _restore_newest_readable(checkpointer: Checkpointer, exp, seed: int, mesh):
+  """Restores the newest step that reads, placed on `mesh` as the chunks expect it
+  (`chunk.state_sharding` of the step's phase); newer unreadable steps are set aside (never
+  deleted). Returns (state, meta, one-line warnings to print). Raises `CheckpointError` (every
+  step's cause) when none reads."""
   failures, warnings = [], []
   for step in checkpointer.steps():
     try:
       phase = int(checkpointer.restore_meta(step).get("phase", 0))
       state, meta = checkpointer.restore(abstract_state(exp, phase, seed), step=step,
-                                         sharding=sharding)
+                                         sharding=chunk_lib.state_sharding(exp, mesh, phase))
     except CheckpointError as e:
       failures.append((step, e.reason))
       continue
@@ -268,7 +265,6 @@ def _train_and_evaluate(exp, config: ml_collections.ConfigDict, workdir: str,
   variant = exp.variant
   mesh = sharding_lib.make_mesh(config.get("num_devices"))
   sharding_lib.check_batch_divisible(exp.batch_size, mesh)
-  repl = sharding_lib.replicated(mesh)
   spe, num_epochs = exp.steps_per_epoch, config.train.num_epochs
   total_steps = spe * num_epochs
   every_steps = config.checkpoint.get("every_steps")
@@ -285,7 +281,7 @@ def _train_and_evaluate(exp, config: ml_collections.ConfigDict, workdir: str,
   meta = {"epoch_sums": {}, "epoch_wall": 0.0, "phase": 0}
   if checkpointer.latest_step() is not None:
     with quiet_restore.quiet_closed_event_loop():  # also the late callbacks of a failed step
-      state, meta, warnings = _restore_newest_readable(checkpointer, exp, config.seed, repl)
+      state, meta, warnings = _restore_newest_readable(checkpointer, exp, config.seed, mesh)
     for message in warnings if main_process else ():  # printed outside the filtered stderr
       print(f"warning: {message}", file=sys.stderr, flush=True)
     logging.info("resumed from %s at step %d (phase %d)", checkpointer.directory,
@@ -304,8 +300,14 @@ def _train_and_evaluate(exp, config: ml_collections.ConfigDict, workdir: str,
   arrays = exp.feeder.put(mesh)
   for evaluator in exp.evaluators:
     evaluator.prepare(mesh)
-  enter_phase = jax.jit(variant.enter_phase, static_argnums=(1,), out_shardings=repl,
-                        donate_argnums=(0,)) if phase_starts else None
+  phase_transforms: dict[int, Any] = {}  # phase -> the jitted enter_phase placing its state
+
+  def enter_phase(state, phase: int):
+    if phase not in phase_transforms:
+      phase_transforms[phase] = jax.jit(
+          variant.enter_phase, static_argnums=(1,), donate_argnums=(0,),
+          out_shardings=chunk_lib.state_sharding(exp, mesh, phase))
+    return phase_transforms[phase](state, phase)
   run_chunks: dict[tuple[int, int], Any] = {}
   curve_keys = list(dict.fromkeys(
       tuple(variant.curve_keys) + tuple(k for e in exp.evaluators for k in e.keys)))

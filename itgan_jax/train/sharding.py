@@ -1,4 +1,5 @@
-"""Data-parallel placement: parameters replicated, batches split along a 'data' mesh axis.
+"""Data-parallel placement: parameters replicated, batches split along a 'data' mesh axis (a
+variant may split some state leaves over the same axis: `chunk.state_sharding`).
 
 On one process or many (`distributed.py`): each process feeds the batch rows its own devices hold
 (`process_batch_slice`, `global_batch_array`) and places values every process holds alike
