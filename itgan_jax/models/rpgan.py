@@ -261,14 +261,28 @@ class DiscriminatorStack:
     return jax.shard_map(jax.vmap(self._one), mesh=self.mesh, in_specs=(spec, spec),
                          out_specs=spec)(params, inputs)
 
-  def param_sharding(self, params: Any):
+  def param_sharding(self, params: Any, mesh: Any = None):
     """NamedShardings that split every stacked leaf along K over the mesh axis (for placing the
-    parameters and Adam moments of 'shard'; any strategy's stacked pytree is shardable this way)."""
+    parameters and optimizer states of 'shard', which the training loop does through
+    `RandomProjectionGAN.state_sharding`; any strategy's stacked pytree is shardable this way).
+
+    Args:
+      params: a pytree (arrays or ShapeDtypeStructs) whose every leaf has the leading K axis.
+      mesh: the mesh to place on (default: the stack's).
+    """
     from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=import-outside-toplevel
-    if self.mesh is None:
+    mesh = self.mesh if mesh is None else mesh
+    if mesh is None:
       raise ValueError("param_sharding needs the stack's mesh")
-    return jax.tree.map(lambda leaf: NamedSharding(self.mesh, P(self.axis, *([None] * (
-        leaf.ndim - 1)))), params)
+    n = mesh.shape[self.axis]
+
+    def one(leaf):
+      if leaf.ndim < 1 or leaf.shape[0] != self.num or self.num % n:
+        raise ValueError(f"a leaf of shape {tuple(leaf.shape)} is not stacked over the K="
+                         f"{self.num} discriminators in K / {n} rows per device of mesh axis "
+                         f"{self.axis!r}")
+      return NamedSharding(mesh, P(self.axis, *([None] * (leaf.ndim - 1))))
+    return jax.tree.map(one, params)
 
 
 def resolve_strategy(strategy: str, num: int, backend: str | None = None) -> str:

@@ -20,7 +20,8 @@ One iteration (the official order):
 The K discriminators' parameters and Adam states are one stacked pytree (leading K axis); the
 optimizer is `jax.vmap`ped over K, so no transform can couple them (a global-norm clip, say,
 would be per discriminator) and D_k's update depends on D_k's gradient only. Evaluation
-strategy: `model.k_strategy` (docs/rpgan.md).
+strategy: `model.k_strategy` (docs/rpgan.md); with 'shard' the loop also keeps D's stacked
+leaves split along K over the devices (`state_sharding`).
 
 Metrics: loss_d, loss_gen (means over K), loss_d_min / loss_d_max, loss_gen_min / loss_gen_max,
 d_real / d_fake (mean sigmoid over K and the batch), lr, and, when K <= `log.per_discriminator_max`
@@ -176,6 +177,25 @@ class RandomProjectionGAN(base.VariantBase):
                  else {"projection": jnp.asarray(self.projection_bank, jnp.float32)})
     d = Player(d_params, constants, jax.vmap(self.d_tx.init)(d_params), None)
     return TrainState(step=jnp.zeros([], jnp.int32), rng=k_run, g=g, d=d)
+
+  def state_sharding(self, abstract_state: TrainState, mesh):
+    """Placement of the state (the loop's hook, `train.contract.Variant`): with
+    `k_strategy='shard'`, D's stacked parameters and optimizer state (every leaf has the leading
+    K axis: Adam's moments and its count are vmapped over K) split along K over the mesh axis, so
+    each device holds the K / n discriminators it evaluates; G, its optimizer, the projection
+    bank, step and rng replicated. Other strategies: None (everything replicated)."""
+    stack = self.discriminators
+    if stack.strategy != "shard":
+      return None
+    if mesh != stack.mesh:
+      raise ValueError(f"k_strategy='shard': the loop's mesh {mesh} is not the mesh the "
+                       f"discriminators were built for ({stack.mesh}); build the experiment with "
+                       "the same config.num_devices")
+    repl = sharding_lib.replicated(mesh)
+    placed = jax.tree.map(lambda _: repl, abstract_state)
+    d = abstract_state.d
+    return placed.replace(d=placed.d.replace(params=stack.param_sharding(d.params, mesh),
+                                             opt_state=stack.param_sharding(d.opt_state, mesh)))
 
   # --- images --------------------------------------------------------------------------------
   def to_train(self, x: jax.Array) -> jax.Array:
