@@ -88,3 +88,18 @@ def load_script(relative_path: str):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
+
+
+def record_saved_shardings(monkeypatch) -> list:
+  """Patches `Checkpointer.save` to record (step, shardings of every state leaf) of each state
+  the loop saves: the placement it trains with, seen before the checkpoint (a restore would
+  place it anew). Returns the list it appends to."""
+  import jax  # pylint: disable=import-outside-toplevel
+  from itgan_jax.train.checkpoint import Checkpointer  # pylint: disable=import-outside-toplevel
+  saved, save = [], Checkpointer.save
+
+  def record(self, step, state, meta):
+    saved.append((step, jax.tree.map(lambda x: x.sharding, state)))
+    return save(self, step, state, meta)
+  monkeypatch.setattr(Checkpointer, "save", record)
+  return saved

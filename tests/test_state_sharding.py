@@ -17,6 +17,7 @@ from itgan_jax.train import chunk, loop, sharding
 from itgan_jax.train.checkpoint import Checkpointer
 from itgan_jax.train.contract import Experiment
 from itgan_jax.train.input_pipeline import DeviceFeeder
+from tests.helpers import record_saved_shardings
 from tests.test_phases import DATA, SPE, TwoPhaseToy, _config
 
 DEVICES = 2
@@ -55,17 +56,6 @@ def _run(variant, workdir, num_epochs=3):
   loop.train_and_evaluate(_exp(variant), config, str(workdir))
 
 
-def _saved_shardings(monkeypatch) -> list:
-  """(step, shardings of every leaf) of each state the loop saves (its training placement)."""
-  saved, save = [], Checkpointer.save
-
-  def record(self, step, state, meta):
-    saved.append((step, jax.tree.map(lambda x: x.sharding, state)))
-    return save(self, step, state, meta)
-  monkeypatch.setattr(Checkpointer, "save", record)
-  return saved
-
-
 def _final(workdir, variant, mesh=None):
   """The newest checkpoint, placed as the loop places its phase's state (on `mesh`) or as
   orbax reads it."""
@@ -80,7 +70,7 @@ def test_without_the_hook_every_leaf_stays_replicated(tmp_path, monkeypatch):
   mesh = sharding.make_mesh(DEVICES)
   for variant in (TwoPhaseToy(), NoneToy()):   # no hook, or a hook answering None
     assert chunk.state_sharding(_exp(variant), mesh, 1) == sharding.replicated(mesh)
-  saved = _saved_shardings(monkeypatch)
+  saved = record_saved_shardings(monkeypatch)
   _run(TwoPhaseToy(), tmp_path, num_epochs=2)   # through the phase start at step 6
   assert [step for step, _ in saved] == [SPE, 2 * SPE]
   for _, shardings in saved:
@@ -89,7 +79,7 @@ def test_without_the_hook_every_leaf_stays_replicated(tmp_path, monkeypatch):
 
 
 def test_the_hook_places_the_state_through_phases_and_a_bit_exact_resume(tmp_path, monkeypatch):
-  saved = _saved_shardings(monkeypatch)
+  saved = record_saved_shardings(monkeypatch)
   _run(SplitToy(), tmp_path / "full")
   _run(SplitToy(), tmp_path / "cut", num_epochs=1)    # phase 1 checkpoint at step 4
   _run(SplitToy(), tmp_path / "cut")                  # restore, enter phase 2 at step 6, go on

@@ -20,7 +20,7 @@ from itgan_jax.models import rpgan as rp
 from itgan_jax.train import chunk, loop, sharding
 from itgan_jax.train.checkpoint import Checkpointer
 from itgan_jax.variants import rpgan
-from tests.helpers import fake_dataset, load_config
+from tests.helpers import fake_dataset, load_config, record_saved_shardings
 from tests.test_image_folder import make_folder
 
 
@@ -364,18 +364,6 @@ def test_tiny_run_and_resume_are_bit_exact(tmp_path, rbg_prng, monkeypatch):
   assert (tmp_path / "full" / "curves.png").exists()
 
 
-def _saved_shardings(monkeypatch) -> list:
-  """(step, shardings of every state leaf) of each state the loop saves: the placement the loop
-  trains with, seen before the checkpoint (a restore would place it anew)."""
-  saved, save = [], Checkpointer.save
-
-  def record(self, step, state, meta):
-    saved.append((step, jax.tree.map(lambda x: x.sharding, state)))
-    return save(self, step, state, meta)
-  monkeypatch.setattr(Checkpointer, "save", record)
-  return saved
-
-
 def _assert_d_split_along_k(state, k: int, devices: int):
   """D's stacked leaves (parameters, every Adam moment and count, historical averages) split
   along K over the 'data' axis, K / devices rows per device; every other leaf replicated."""
@@ -401,7 +389,7 @@ def test_shard_keeps_d_split_in_the_loop_equals_vmap_and_resumes_bit_exactly(tmp
   k, devices = 4, 4
   common = {"model.num_projections": k, "optim.historical_averaging_d": 1e-3}
   shard = {**common, "model.k_strategy": "shard", "num_devices": devices}
-  saved = _saved_shardings(monkeypatch)
+  saved = record_saved_shardings(monkeypatch)
   experiment.train(_config(**shard), str(tmp_path / "full"))
   experiment.train(_config(**shard, **{"train.num_epochs": 1}), str(tmp_path / "resumed"))
   experiment.train(_config(**shard), str(tmp_path / "resumed"))
