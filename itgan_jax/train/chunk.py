@@ -48,11 +48,12 @@ def abstract_state(exp, phase: int, seed: int = 0):
   return jax.eval_shape(build, jax.random.PRNGKey(seed), exp.init_batch)
 
 
-def state_sharding(exp, mesh, phase: int = 0):
+def state_sharding(exp, mesh, phase: int = 0, template=None):
   """Where the training state of `phase` lives on `mesh`: `sharding.replicated(mesh)` (one
   sharding for every leaf, exactly the placement of a variant without the hook), or, when the
   variant defines `state_sharding(abstract_state, mesh)` and it returns a pytree (not None), that
   pytree of NamedShardings broadcast to one per leaf of the state (a tree prefix is accepted).
+  `template`: the phase's `abstract_state` where the caller already has it (not traced again).
 
   Raises:
     ValueError: the hook's answer does not fit the state's structure, or a leaf is not a
@@ -62,7 +63,7 @@ def state_sharding(exp, mesh, phase: int = 0):
   hook = getattr(exp.variant, "state_sharding", None)
   if hook is None:
     return repl
-  template = abstract_state(exp, phase)
+  template = abstract_state(exp, phase) if template is None else template
   shardings = hook(template, mesh)
   if shardings is None:
     return repl

@@ -212,8 +212,9 @@ def _restore_newest_readable(checkpointer: Checkpointer, exp, seed: int, mesh):
   for step in checkpointer.steps():
     try:
       phase = int(checkpointer.restore_meta(step).get("phase", 0))
-      state, meta = checkpointer.restore(abstract_state(exp, phase, seed), step=step,
-                                         sharding=chunk_lib.state_sharding(exp, mesh, phase))
+      template = abstract_state(exp, phase, seed)
+      state, meta = checkpointer.restore(
+          template, step=step, sharding=chunk_lib.state_sharding(exp, mesh, phase, template))
     except CheckpointError as e:
       failures.append((step, e.reason))
       continue
