@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import pathlib
 import zipfile
@@ -41,9 +40,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from itgan_jax.metrics import scores
+from itgan_jax.metrics import batched_apply, scores
 
 WEIGHTS_DIR = pathlib.Path(__file__).resolve().parent / "weights"
 SHA256_TABLE = WEIGHTS_DIR / "SHA256SUMS"
@@ -281,27 +279,10 @@ class ClassifierFeatureExtractor:
     self.metadata: dict[str, Any] = {}
     if params is None:
       params, self.metadata = load_weights(dataset, weights_path, verify=verify)
-    if batch_size < 1:
-      raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    self.devices = list(devices) if devices is not None else jax.local_devices()
-    n = len(self.devices)
-    self.batch_size = int(math.ceil(batch_size / n) * n)
-    module = spec["module"]
-
-    def apply(p, images):
-      return module.apply({"params": p}, images)
-
-    if n > 1:
-      mesh = Mesh(np.asarray(self.devices), ("batch",))
-      self._data_sharding = NamedSharding(mesh, PartitionSpec("batch"))
-      replicated = NamedSharding(mesh, PartitionSpec())
-      self._params = jax.device_put(params, replicated)
-      self._apply = jax.jit(apply, in_shardings=(replicated, self._data_sharding),
-                            out_shardings=self._data_sharding)
-    else:
-      self._data_sharding = self.devices[0]
-      self._params = jax.device_put(params, self.devices[0])
-      self._apply = jax.jit(apply)
+    self._batched_apply = batched_apply.BatchedApply(spec["module"], params,
+                                                     batch_size=batch_size, devices=devices)
+    self.devices = self._batched_apply.devices
+    self.batch_size = self._batched_apply.batch_size
 
   def __call__(self, images: np.ndarray,
                outputs: Iterable[str] = ("logits", "penultimate")) -> dict[str, np.ndarray]:
@@ -316,27 +297,7 @@ class ClassifierFeatureExtractor:
     if images.ndim != 4 or images.shape[1:] != self.image_shape:
       raise ValueError(f"the {self.dataset} classifier takes NHWC images of shape "
                        f"(N,) + {self.image_shape}, got {images.shape}")
-    results: dict[str, list[np.ndarray]] = {name: [] for name in wanted}
-    pending = None
-    for start in range(0, images.shape[0], self.batch_size):
-      chunk = images[start:start + self.batch_size]
-      valid = chunk.shape[0]
-      if valid < self.batch_size:
-        chunk = np.concatenate(
-            [chunk, np.zeros((self.batch_size - valid,) + chunk.shape[1:], np.uint8)])
-      out = self._apply(self._params, jax.device_put(chunk, self._data_sharding))
-      if pending is not None:  # keep one batch in flight while copying the previous one back
-        self._collect(results, *pending)
-      pending = (out, valid)
-    if pending is not None:
-      self._collect(results, *pending)
-    return {name: (np.concatenate(parts) if parts else np.zeros((0, 0), np.float32))
-            for name, parts in results.items()}
-
-  @staticmethod
-  def _collect(results, out, valid):
-    for name, parts in results.items():
-      parts.append(np.asarray(out[name])[:valid].astype(np.float32))
+    return self._batched_apply(images, wanted)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -30,9 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from itgan_jax.metrics import feature_cache
+from itgan_jax.metrics import batched_apply, feature_cache
 from itgan_jax.metrics.tf1_resize import resize_bilinear_tf1
 
 INPUT_SIZE = 299
@@ -332,31 +331,15 @@ class InceptionFeatureExtractor:
       self.weights_path = inception_weights.resolve_weights_path(weights_path)
     self.has_logits_head = has_logits_head(params)
     self.outputs = ("pool", "logits_unbiased", "logits") if self.has_logits_head else ("pool",)
-    self.devices = list(devices) if devices is not None else jax.local_devices()
-    if batch_size < 1:
-      raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    n = len(self.devices)
-    self.batch_size = int(math.ceil(batch_size / n) * n)
+    self._batched_apply = batched_apply.BatchedApply(
+        InceptionV3(include_head=self.has_logits_head), params, batch_size=batch_size,
+        devices=devices)
+    self.devices = self._batched_apply.devices
+    self.batch_size = self._batched_apply.batch_size
     self.cache_dir = cache_dir
     self.cache_block = int(math.ceil(max(cache_block, 1) / self.batch_size) * self.batch_size)
     self._host_params = params
     self._fingerprint = None
-    module = InceptionV3(include_head=self.has_logits_head)
-
-    def apply(p, images):
-      return module.apply({"params": p}, images)
-
-    if n > 1:
-      mesh = Mesh(np.asarray(self.devices), ("batch",))
-      self._data_sharding = NamedSharding(mesh, PartitionSpec("batch"))
-      replicated = NamedSharding(mesh, PartitionSpec())
-      self._params = jax.device_put(params, replicated)
-      self._apply = jax.jit(apply, in_shardings=(replicated, self._data_sharding),
-                            out_shardings=self._data_sharding)
-    else:
-      self._data_sharding = self.devices[0]
-      self._params = jax.device_put(params, self.devices[0])
-      self._apply = jax.jit(apply)
 
   def require_logits_head(self) -> None:
     """Raises a clear error when the weights lack the 1008-way head (the Inception score needs it)."""
@@ -401,26 +384,4 @@ class InceptionFeatureExtractor:
 
   def _batched(self, images: np.ndarray, wanted: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Features of validated images in fixed-size (zero-padded) batches, one batch in flight."""
-    n = images.shape[0]
-    results = {name: [] for name in wanted}
-    pending = None
-    for start in range(0, n, self.batch_size):
-      chunk = images[start:start + self.batch_size]
-      valid = chunk.shape[0]
-      if valid < self.batch_size:
-        pad = np.zeros((self.batch_size - valid,) + chunk.shape[1:], np.uint8)
-        chunk = np.concatenate([chunk, pad], axis=0)
-      out = self._apply(self._params, jax.device_put(chunk, self._data_sharding))
-      if pending is not None:  # keep one batch in flight while copying the previous one back
-        self._collect(results, *pending)
-      pending = (out, valid)
-    if pending is not None:
-      self._collect(results, *pending)
-    dims = {"pool": POOL_DIM, "logits_unbiased": NUM_LOGITS, "logits": NUM_LOGITS}
-    return {name: (np.concatenate(parts, axis=0) if parts else np.zeros((0, dims[name]), np.float32))
-            for name, parts in results.items()}
-
-  @staticmethod
-  def _collect(results: dict[str, list], out: Mapping[str, jax.Array], valid: int) -> None:
-    for name, parts in results.items():
-      parts.append(np.asarray(out[name])[:valid].astype(np.float32))
+    return self._batched_apply(images, wanted)
