@@ -9,7 +9,7 @@ learning-rate schedule, the feeder of its batch streams, and its evaluators.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -18,14 +18,16 @@ import numpy as np
 
 from itgan_jax import evaluators as evaluators_lib
 from itgan_jax.data import preprocess
+from itgan_jax.losses import feature_matching as fm_lib
+from itgan_jax.losses import gan as gan_losses
 from itgan_jax.models.latent import sample_latent
 from itgan_jax.optim import factory
 from itgan_jax.train import input_pipeline, players
 from itgan_jax.train import precision as precision_lib
 from itgan_jax.train.contract import Experiment, Variant
-from itgan_jax.train.state import TrainState
+from itgan_jax.train.state import Player, TrainState
 
-__all__ = ["Experiment", "Variant", "VariantBase", "init_batch", "unlabeled_images", "steps_per_epoch",
+__all__ = ["Experiment", "Variant", "VariantBase", "DThenGVariant", "init_batch", "unlabeled_images", "steps_per_epoch",
            "optimizers", "assemble"]
 
 
@@ -81,6 +83,55 @@ class VariantBase:
 
   def sample_latent(self, rng: jax.Array, num: int) -> jax.Array:
     return sample_latent(rng, num, self.latent_dim, self.latent_dist)
+
+
+class DThenGVariant(VariantBase):
+  """The Improved-GAN scripts' iteration: one D update, then `g_steps_per_d_step` G updates with
+  fresh latents against the new D, G's loss either feature matching or a GAN loss of D's real
+  logit (papers.md A.1-A.3).
+
+  Subclasses implement `discriminator_update(state, batch, rng, lr) -> (d, metrics)` and
+  `generator_update(g, d, batch, rng, lr) -> (g, loss_gen)` (with `generator_loss_and_grads`),
+  and set `lr_schedule`, `steps_per_epoch`, `g_steps_per_d_step`, `generator_loss`, `fm_layer`,
+  `fm_distance` and `kl_target`.
+  """
+
+  def train_step(self, state: TrainState, batch: dict, rng: jax.Array
+                 ) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One D update, then the G updates (D's new parameters in G's loss); the learning rate is
+    `lr_schedule(epoch)`."""
+    lr = self.lr_schedule(state.step // self.steps_per_epoch)
+    k_d, k_g = jax.random.split(rng)
+    d, metrics = self.discriminator_update(state, batch, k_d, lr)
+    g = state.g
+    for i in range(self.g_steps_per_d_step):
+      g, loss_gen = self.generator_update(g, d, batch, jax.random.fold_in(k_g, i), lr)
+    metrics = dict(metrics, loss_gen=loss_gen, lr=jnp.asarray(lr, jnp.float32))
+    return state.replace(step=state.step + 1, g=g, d=d), metrics
+
+  def generator_loss_and_grads(self, g: Player, d: Player, x_real: jax.Array, rng: jax.Array,
+                               real_logit: Callable[[jax.Array], jax.Array]):
+    """G's loss against `d` on a fresh latent batch and its gradient, `(loss, grads)`.
+
+    Feature matching: `fm_distance` between the `fm_layer` features of the real batch `x_real`
+    (held fixed) and of G's batch (official `loss_gen = mean |E f(x) - E f(G(z))|`, Eq. 4);
+    otherwise the GAN loss `generator_loss` of `real_logit(D's logits)` (`x_real` unused).
+    """
+    k_z, k_real, k_gen = jax.random.split(rng, 3)
+    if self.generator_loss == "feature_matching":
+      _, feats_real = self.discriminate_train(d.params, d.constants, x_real, k_real)
+      feat_real = jax.lax.stop_gradient(feats_real[self.fm_layer])
+
+    def loss_fn(params):
+      x_gen = self.generate_batch(params, g.constants, k_z)
+      logits, feats_gen = self.discriminate_train(d.params, d.constants, x_gen, k_gen)
+      if self.generator_loss == "feature_matching":
+        return fm_lib.feature_matching_loss(feat_real, feats_gen[self.fm_layer],
+                                            distance=self.fm_distance)
+      return gan_losses.generator_loss(real_logit(logits), kind=self.generator_loss,
+                                       target=self.kl_target)
+
+    return jax.value_and_grad(loss_fn)(g.params)
 
 
 def init_batch(dataset, size: int, seed: int, scale: str) -> np.ndarray:

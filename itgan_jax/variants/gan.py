@@ -32,7 +32,6 @@ import optax
 
 from itgan_jax import models
 from itgan_jax.data import ssl as plans
-from itgan_jax.losses import feature_matching as fm_lib
 from itgan_jax.losses import gan as gan_losses
 from itgan_jax.train import players
 from itgan_jax.train.state import Player, TrainState
@@ -59,8 +58,9 @@ def real_logit(logits: jax.Array) -> jax.Array:
 
 
 @dataclasses.dataclass(frozen=True)
-class UnsupervisedGAN(base.VariantBase):
-  """Unsupervised GAN: `init` and a pure `train_step(state, batch, rng)`.
+class UnsupervisedGAN(base.DThenGVariant):
+  """Unsupervised GAN: `init` and a pure `train_step(state, batch, rng)` (`base.DThenGVariant`)
+  on batches of `x` (real images) and, for feature matching, `x_fm`.
 
   Attributes:
     generator: flax module, `G(z, train) -> images` in the data's model range.
@@ -143,41 +143,13 @@ class UnsupervisedGAN(base.VariantBase):
 
   def generator_update(self, g: Player, d: Player, batch: dict, rng, lr
                        ) -> tuple[Player, jax.Array]:
-    """One G update against `d`; the G EMA (if any) follows the updated parameters."""
-    k_z, k_real, k_gen = jax.random.split(rng, 3)
-    if self.generator_loss == "feature_matching":
-      _, feats_real = self.discriminate_train(d.params, d.constants, batch["x_fm"], k_real)
-      feat_real = jax.lax.stop_gradient(feats_real[self.fm_layer])
-
-    def loss_fn(params):
-      x_gen = self.generate_batch(params, g.constants, k_z)
-      logits, feats_gen = self.discriminate_train(d.params, d.constants, x_gen, k_gen)
-      if self.generator_loss == "feature_matching":
-        return fm_lib.feature_matching_loss(feat_real, feats_gen[self.fm_layer],
-                                            distance=self.fm_distance)
-      return gan_losses.generator_loss(real_logit(logits), kind=self.generator_loss,
-                                       target=self.kl_target)
-
-    loss, grads = jax.value_and_grad(loss_fn)(g.params)
+    """One G update against `d` (feature matching reads `batch['x_fm']`); the G EMA (if any)
+    follows the updated parameters."""
+    loss, grads = self.generator_loss_and_grads(g, d, batch.get("x_fm"), rng, real_logit)
     new = players.apply_updates(g, self.g_tx, grads, lr)
     if self.g_ema_rate:
       new = players.update_ema(new, new.params, self.g_ema_rate)
     return new, loss
-
-  def train_step(self, state: TrainState, batch: dict, rng: jax.Array
-                 ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One D update, then `g_steps_per_d_step` G updates with fresh latents against the new D.
-
-    `batch` holds `x` (real images) and, for feature matching, `x_fm`.
-    """
-    lr = self.lr_schedule(state.step // self.steps_per_epoch)
-    k_d, k_g = jax.random.split(rng)
-    d, metrics = self.discriminator_update(state, batch, k_d, lr)
-    g = state.g
-    for i in range(self.g_steps_per_d_step):
-      g, loss_gen = self.generator_update(g, d, batch, jax.random.fold_in(k_g, i), lr)
-    metrics = dict(metrics, loss_gen=loss_gen, lr=jnp.asarray(lr, jnp.float32))
-    return state.replace(step=state.step + 1, g=g, d=d), metrics
 
   # ------------------------------------------------------------------------------------------
   def discriminate(self, state: TrainState, x: jax.Array) -> jax.Array:

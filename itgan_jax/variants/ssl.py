@@ -21,7 +21,6 @@ import numpy as np
 
 from itgan_jax import models
 from itgan_jax.data import ssl as ssl_data
-from itgan_jax.losses import feature_matching as fm_lib
 from itgan_jax.losses import gan as gan_losses
 from itgan_jax.losses import ssl as ssl_losses
 from itgan_jax.train import players
@@ -37,8 +36,10 @@ EVALUATORS = ("classifier_error", "sample_grid", "image_metrics")
 
 
 @dataclasses.dataclass(frozen=True)
-class SemiSupervisedGAN(base.VariantBase):
-  """K+1 semi-supervised GAN: `init` and a pure `train_step(state, batch, rng)`.
+class SemiSupervisedGAN(base.DThenGVariant):
+  """K+1 semi-supervised GAN: `init` and a pure `train_step(state, batch, rng)`
+  (`base.DThenGVariant`) on batches of `x_lab`, `y_lab`, `x_unl` and, for feature matching,
+  `x_unl2` (a second, independently shuffled unlabeled batch, official `trainx_unl2`).
 
   Attributes:
     generator: flax module, `G(z, train) -> images` in the data's model range.
@@ -145,40 +146,11 @@ class SemiSupervisedGAN(base.VariantBase):
 
   def generator_update(self, g: Player, d: Player, batch: dict, rng, lr
                        ) -> tuple[Player, jax.Array]:
-    """One G update against discriminator `d`; returns the new G and its loss."""
-    k_z, k_real, k_gen = jax.random.split(rng, 3)
-    if self.generator_loss == "feature_matching":
-      _, feats_real = self.discriminate_train(d.params, d.constants, batch["x_unl2"], k_real)
-      feat_real = jax.lax.stop_gradient(feats_real[self.fm_layer])
-
-    def loss_fn(params):
-      x_gen = self.generate_batch(params, g.constants, k_z)
-      logits_gen, feats_gen = self.discriminate_train(d.params, d.constants, x_gen, k_gen)
-      if self.generator_loss == "feature_matching":
-        return fm_lib.feature_matching_loss(feat_real, feats_gen[self.fm_layer],
-                                            distance=self.fm_distance)
-      return gan_losses.generator_loss(ssl_losses.log_sum_exp(logits_gen),
-                                       kind=self.generator_loss, target=self.kl_target)
-
-    loss, grads = jax.value_and_grad(loss_fn)(g.params)
+    """One G update against discriminator `d` (feature matching reads `batch['x_unl2']`); the
+    GAN losses read d = LSE(logits); returns the new G and its loss."""
+    loss, grads = self.generator_loss_and_grads(g, d, batch.get("x_unl2"), rng,
+                                                ssl_losses.log_sum_exp)
     return players.apply_updates(g, self.g_tx, grads, lr), loss
-
-  def train_step(self, state: TrainState, batch: dict, rng: jax.Array
-                 ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One D update then `g_steps_per_d_step` G updates (D's new parameters in the G loss).
-
-    `batch` holds `x_lab`, `y_lab`, `x_unl` and, for feature matching, `x_unl2` (a second,
-    independently shuffled unlabeled batch, official `trainx_unl2`).
-    """
-    epoch = state.step // self.steps_per_epoch
-    lr = self.lr_schedule(epoch)
-    k_d, k_g = jax.random.split(rng)
-    d, metrics = self.discriminator_update(state, batch, k_d, lr)
-    g = state.g
-    for i in range(self.g_steps_per_d_step):
-      g, loss_gen = self.generator_update(g, d, batch, jax.random.fold_in(k_g, i), lr)
-    metrics = dict(metrics, loss_gen=loss_gen, lr=jnp.asarray(lr, jnp.float32))
-    return state.replace(step=state.step + 1, g=g, d=d), metrics
 
   # ------------------------------------------------------------------------------------------
   def classify(self, state: TrainState, x: jax.Array, use_ema: bool = True) -> jax.Array:
