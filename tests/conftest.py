@@ -40,3 +40,29 @@ def rbg_prng():
   jax.config.update("jax_default_prng_impl", "unsafe_rbg")
   yield
   jax.config.update("jax_default_prng_impl", previous)
+
+
+@pytest.fixture
+def isolated_data_env(monkeypatch, tmp_path):
+  """No ITGAN_DATA_DIR from the caller, and an empty download cache (the data tests opt in with
+  `pytestmark = pytest.mark.usefixtures("isolated_data_env")`)."""
+  from itgan_jax.data import datasets  # pylint: disable=import-outside-toplevel
+  monkeypatch.delenv(datasets.ENV_VAR, raising=False)
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg_cache"))
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+  """Fails the test if anything tries to open a URL or a socket connection; returns the list of
+  attempts (empty when none was made)."""
+  import socket  # pylint: disable=import-outside-toplevel
+  import urllib.request  # pylint: disable=import-outside-toplevel
+  calls = []
+
+  def refuse(*args, **kwargs):
+    calls.append(args)
+    raise AssertionError(f"network access attempted: {args}")
+  monkeypatch.setattr(urllib.request, "urlopen", refuse)
+  monkeypatch.setattr(socket, "create_connection", refuse)
+  monkeypatch.setattr(socket.socket, "connect", refuse)
+  return calls

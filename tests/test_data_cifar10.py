@@ -14,10 +14,7 @@ from itgan_jax.data import base, cifar10, datasets
 ARCHIVE = "cifar-10-python.tar.gz"
 
 
-@pytest.fixture(autouse=True)
-def isolated_env(monkeypatch, tmp_path):
-  monkeypatch.delenv(datasets.ENV_VAR, raising=False)
-  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg_cache"))
+pytestmark = pytest.mark.usefixtures("isolated_data_env")
 
 
 @pytest.fixture(scope="module")

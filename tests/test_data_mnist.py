@@ -3,8 +3,6 @@
 import dataclasses
 import gzip
 import shutil
-import socket
-import urllib.request
 
 import chex
 import numpy as np
@@ -16,25 +14,7 @@ NAMES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-image
          "t10k-labels-idx1-ubyte.gz"]
 
 
-@pytest.fixture(autouse=True)
-def isolated_env(monkeypatch, tmp_path):
-  """No ITGAN_DATA_DIR from the caller, and an empty download cache."""
-  monkeypatch.delenv(datasets.ENV_VAR, raising=False)
-  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg_cache"))
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-  """Fails the test if anything tries to open a URL or a socket connection."""
-  calls = []
-
-  def refuse(*args, **kwargs):
-    calls.append(args)
-    raise AssertionError(f"network access attempted: {args}")
-  monkeypatch.setattr(urllib.request, "urlopen", refuse)
-  monkeypatch.setattr(socket, "create_connection", refuse)
-  monkeypatch.setattr(socket.socket, "connect", refuse)
-  return calls
+pytestmark = pytest.mark.usefixtures("isolated_data_env")
 
 
 @pytest.fixture(scope="module")

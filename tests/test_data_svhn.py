@@ -1,8 +1,6 @@
 """SVHN .mat reader on small generated files: orientation, labels, every error; tfds copies."""
 
 import dataclasses
-import socket
-import urllib.request
 
 import chex
 import numpy as np
@@ -15,19 +13,7 @@ from tests.helpers import svhn_pattern, write_svhn_mats
 TRAIN, TEST = "train_32x32.mat", "test_32x32.mat"
 
 
-@pytest.fixture(autouse=True)
-def isolated_env(monkeypatch, tmp_path):
-  monkeypatch.delenv(datasets.ENV_VAR, raising=False)
-  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg_cache"))
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-  def refuse(*args, **kwargs):
-    raise AssertionError(f"network access attempted: {args}")
-  monkeypatch.setattr(urllib.request, "urlopen", refuse)
-  monkeypatch.setattr(socket, "create_connection", refuse)
-  monkeypatch.setattr(socket.socket, "connect", refuse)
+pytestmark = pytest.mark.usefixtures("isolated_data_env")
 
 
 def test_orientation_labels_and_dtypes(tmp_path):

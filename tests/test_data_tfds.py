@@ -1,7 +1,5 @@
 """tfds backend (no TensorFlow): structure via tfds.testing.mock_data, order restoration."""
 
-import socket
-import urllib.request
 
 import chex
 import numpy as np
@@ -12,19 +10,7 @@ tfds = pytest.importorskip("tensorflow_datasets")
 from itgan_jax.data import datasets  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def isolated_env(monkeypatch, tmp_path):
-  monkeypatch.delenv(datasets.ENV_VAR, raising=False)
-  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg_cache"))
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-  def refuse(*args, **kwargs):
-    raise AssertionError(f"network access attempted: {args}")
-  monkeypatch.setattr(urllib.request, "urlopen", refuse)
-  monkeypatch.setattr(socket, "create_connection", refuse)
-  monkeypatch.setattr(socket.socket, "connect", refuse)
+pytestmark = pytest.mark.usefixtures("isolated_data_env")
 
 
 @pytest.mark.parametrize("name,shape", [("mnist", (28, 28, 1)), ("cifar10", (32, 32, 3))])
