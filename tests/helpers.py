@@ -29,6 +29,21 @@ def fake_dataset(name: str, image_shape: tuple[int, int, int], n_train: int, n_t
       test_y=np.arange(n_test, dtype=np.int32) % 10, num_classes=10)
 
 
+def serve_datasets(monkeypatch, *datasets, default=None) -> None:
+  """Makes `experiment.build` load the given in-memory datasets (by their `name`) instead of
+  reading files; names not among them get `default` (with one dataset and no default: that one)."""
+  from itgan_jax import experiment  # pylint: disable=import-outside-toplevel
+  by_name = {d.name: d for d in datasets}
+  if default is None and len(datasets) == 1:
+    default = datasets[0]
+
+  def load(name, **kwargs):
+    if name not in by_name and default is None:
+      raise KeyError(f"the test serves datasets {sorted(by_name)}, not {name!r}")
+    return by_name.get(name, default)
+  monkeypatch.setattr(experiment.datasets_lib, "load_dataset", load)
+
+
 def svhn_pattern(n: int, offset: int = 0) -> np.ndarray:
   """Generated SVHN images in the .mat layout (32, 32, 3, n): X[h, w, c, i] = (i + offset) + 7h +
   3w + 50c (mod 256), so rows, columns, channels and images are all distinguishable."""

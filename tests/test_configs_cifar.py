@@ -12,7 +12,7 @@ import pytest
 
 from itgan_jax import experiment
 from itgan_jax.data import ssl as ssl_data
-from tests.helpers import fake_dataset, load_config
+from tests.helpers import fake_dataset, load_config, serve_datasets
 
 TABLE3 = ("our_methods", "no_vbn", "no_l_ha", "no_ls", "no_l", "no_mbf")
 
@@ -20,7 +20,7 @@ TABLE3 = ("our_methods", "no_vbn", "no_l_ha", "no_ls", "no_l", "no_mbf")
 @pytest.fixture(autouse=True)
 def fake_data(monkeypatch):
   data = fake_dataset("cifar10", (32, 32, 3), 1000, 200)
-  monkeypatch.setattr(experiment.datasets_lib, "load_dataset", lambda *a, **k: data)
+  serve_datasets(monkeypatch, data)
 
 
 def _flat(config) -> dict:

@@ -25,7 +25,7 @@ from itgan_jax.nn.batchnorm import BatchStatNorm
 from itgan_jax.nn.vbn import VirtualBatchNorm
 from itgan_jax.train import chunk, loop, run_config, sharding
 from itgan_jax.train import precision as precision_lib
-from tests.helpers import REPO, fake_dataset, load_config
+from tests.helpers import REPO, fake_dataset, load_config, serve_datasets
 
 _FAKE = {"mnist": fake_dataset("mnist", (28, 28, 1), 1000, 200),
          "cifar10": fake_dataset("cifar10", (32, 32, 3), 256, 64)}
@@ -34,7 +34,7 @@ _HLO_LEVEL = {"highest": "HIGHEST", "float32": "HIGHEST", "high": "HIGH", "tenso
 
 @pytest.fixture(autouse=True)
 def fake_data(monkeypatch):
-  monkeypatch.setattr(experiment.datasets_lib, "load_dataset", lambda name, **k: _FAKE[name])
+  serve_datasets(monkeypatch, *_FAKE.values())
 
 
 def _config(name, **overrides):

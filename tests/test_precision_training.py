@@ -18,7 +18,7 @@ import pytest
 
 from itgan_jax import experiment
 from itgan_jax.train import chunk, loop, sharding
-from tests.helpers import fake_dataset, load_config
+from tests.helpers import fake_dataset, load_config, serve_datasets
 from tests.test_precision import lowered_chunk_text, matmul_ops
 
 _FAKE = {"mnist": fake_dataset("mnist", (28, 28, 1), 1000, 200),
@@ -28,7 +28,7 @@ _STEPS = 2
 
 @pytest.fixture(autouse=True)
 def fake_data(monkeypatch):
-  monkeypatch.setattr(experiment.datasets_lib, "load_dataset", lambda name, **k: _FAKE[name])
+  serve_datasets(monkeypatch, *_FAKE.values())
 
 
 def _config(name, **overrides):

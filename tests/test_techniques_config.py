@@ -16,7 +16,7 @@ import pytest
 from itgan_jax import experiment
 from itgan_jax.optim import factory
 from itgan_jax.optim.historical_averaging import HistoricalAveragingState
-from tests.helpers import fake_dataset, load_config
+from tests.helpers import fake_dataset, load_config, serve_datasets
 
 
 def _fake_mnist(n_train=1000, n_test=200):
@@ -26,7 +26,7 @@ def _fake_mnist(n_train=1000, n_test=200):
 @pytest.fixture(autouse=True)
 def fake_data(monkeypatch):
   data = _fake_mnist()
-  monkeypatch.setattr(experiment.datasets_lib, "load_dataset", lambda *a, **k: data)
+  serve_datasets(monkeypatch, data)
 
 
 def _build(name="mnist_md", **overrides):

@@ -13,7 +13,7 @@ from itgan_jax import experiment
 from itgan_jax.losses import gan as gan_losses
 from itgan_jax.train.checkpoint import Checkpointer
 from itgan_jax.variants import gan
-from tests.helpers import fake_dataset, load_config
+from tests.helpers import fake_dataset, load_config, serve_datasets
 
 
 def _fake_cifar(n_train=256, n_test=64):
@@ -23,7 +23,7 @@ def _fake_cifar(n_train=256, n_test=64):
 @pytest.fixture(autouse=True)
 def fake_data(monkeypatch):
   data = _fake_cifar()
-  monkeypatch.setattr(experiment.datasets_lib, "load_dataset", lambda *a, **k: data)
+  serve_datasets(monkeypatch, data)
 
 
 def _config(name="cifar10_gan", **overrides):

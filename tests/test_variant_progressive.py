@@ -16,12 +16,12 @@ from itgan_jax import experiment
 from itgan_jax.train import loop
 from itgan_jax.train.checkpoint import Checkpointer
 from itgan_jax.variants import progressive
-from tests.helpers import fake_dataset, load_config
+from tests.helpers import fake_dataset, load_config, serve_datasets
 
 
 def _fake_data(monkeypatch, side):
   data = fake_dataset("cifar10", (side, side, 3), 128, 32)
-  monkeypatch.setattr(experiment.datasets_lib, "load_dataset", lambda *a, **k: data)
+  serve_datasets(monkeypatch, data)
 
 
 @pytest.fixture(autouse=True)

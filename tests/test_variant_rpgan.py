@@ -20,7 +20,7 @@ from itgan_jax.models import rpgan as rp
 from itgan_jax.train import chunk, loop, sharding
 from itgan_jax.train.checkpoint import Checkpointer
 from itgan_jax.variants import rpgan
-from tests.helpers import fake_dataset, load_config, record_saved_shardings
+from tests.helpers import fake_dataset, load_config, record_saved_shardings, serve_datasets
 from tests.test_image_folder import make_folder
 
 
@@ -31,8 +31,7 @@ SMALL = fake_dataset("cifar10", (16, 16, 3), 32, 8)   # 16x16: fewer layers, fas
 
 @pytest.fixture(autouse=True)
 def fake_data(monkeypatch):
-  monkeypatch.setattr(experiment.datasets_lib, "load_dataset",
-                      lambda name, *a, **k: MNIST if name == "mnist" else CIFAR)
+  serve_datasets(monkeypatch, MNIST, default=CIFAR)
 
 
 def _config(name="cifar10_rpgan", arg="tiny", **overrides):
@@ -340,7 +339,7 @@ def _records(workdir):
 
 
 def test_tiny_run_and_resume_are_bit_exact(tmp_path, rbg_prng, monkeypatch):
-  monkeypatch.setattr(experiment.datasets_lib, "load_dataset", lambda *a, **k: SMALL)
+  serve_datasets(monkeypatch, SMALL)
   overrides = {"optim.g_ema_rate": 0.01, "optim.historical_averaging_d": 1e-3,
                "loss.label_smoothing": 0.9}
   experiment.train(_config(**overrides), str(tmp_path / "full"))
@@ -385,7 +384,7 @@ def test_shard_keeps_d_split_in_the_loop_equals_vmap_and_resumes_bit_exactly(tmp
   """k_strategy='shard' on 4 devices: the loop trains and checkpoints D's stacked leaves split
   along K (the variant's `state_sharding`), a restore places them so again, the run matches
   'vmap' on one device, and a resume from the epoch-1 checkpoint is bit-exact."""
-  monkeypatch.setattr(experiment.datasets_lib, "load_dataset", lambda *a, **k: SMALL)
+  serve_datasets(monkeypatch, SMALL)
   k, devices = 4, 4
   common = {"model.num_projections": k, "optim.historical_averaging_d": 1e-3}
   shard = {**common, "model.k_strategy": "shard", "num_devices": devices}
