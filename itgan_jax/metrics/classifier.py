@@ -37,6 +37,7 @@ import zipfile
 from typing import Any, Iterable, Mapping, Sequence
 
 import flax.linen as nn
+from flax import traverse_util
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -172,8 +173,8 @@ def save_weights(params: Mapping[str, Any], metadata: Mapping[str, Any],
   """Writes params as an uncompressed, timestamp-free .npz (same weights -> same sha256)."""
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  flat = {"/".join(k.key for k in kp): np.asarray(v, np.float32)
-          for kp, v in jax.tree_util.tree_flatten_with_path(params)[0]}
+  flat = {k: np.asarray(v, np.float32)
+          for k, v in traverse_util.flatten_dict(dict(params), sep="/").items()}
   arrays = {k: flat[k] for k in sorted(flat)}
   arrays[METADATA_KEY] = np.asarray(json.dumps(dict(metadata, format=FORMAT), sort_keys=True))
   tmp = path.with_name(path.name + ".tmp")
@@ -232,7 +233,7 @@ def load_weights(dataset: str, path: str | os.PathLike | None = None, *,
   if metadata.get("dataset") != dataset:
     raise WeightsError(f"{path}: weights of the {metadata.get('dataset')!r} classifier, "
                        f"not {dataset!r}")
-  params = _unflatten(flat)
+  params = traverse_util.unflatten_dict(flat, sep="/")
   want = jax.tree_util.tree_map(lambda x: tuple(x.shape), jax.eval_shape(
       lambda: init_params(dataset)))
   got = jax.tree_util.tree_map(lambda x: tuple(x.shape), params)
@@ -240,17 +241,6 @@ def load_weights(dataset: str, path: str | os.PathLike | None = None, *,
     raise WeightsError(f"{path}: parameter names/shapes do not match the {dataset} classifier "
                        f"architecture ({got} vs {want})")
   return params, metadata
-
-
-def _unflatten(flat: Mapping[str, np.ndarray]) -> dict[str, Any]:
-  tree: dict[str, Any] = {}
-  for key, value in flat.items():
-    node = tree
-    *parents, leaf = key.split("/")
-    for part in parents:
-      node = node.setdefault(part, {})
-    node[leaf] = value
-  return tree
 
 
 # ------------------------------------------------------------------------------------------------

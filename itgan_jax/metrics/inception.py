@@ -26,6 +26,7 @@ import os
 from typing import Any, Iterable, Mapping, Sequence
 
 import flax.linen as nn
+from flax import traverse_util
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -264,26 +265,12 @@ def init_params(seed: int = 0, include_head: bool = True) -> dict[str, Any]:
 
 def unflatten_params(flat: Mapping[str, np.ndarray]) -> dict[str, Any]:
   """{'a/b/kernel': array} -> nested {'a': {'b': {'kernel': array}}}."""
-  tree: dict[str, Any] = {}
-  for key, value in flat.items():
-    node = tree
-    *parents, leaf = key.split("/")
-    for part in parents:
-      node = node.setdefault(part, {})
-    node[leaf] = value
-  return tree
+  return traverse_util.unflatten_dict(dict(flat), sep="/")
 
 
-def flatten_params(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten_params(tree: Mapping[str, Any]) -> dict[str, Any]:
   """Nested params -> {'a/b/kernel': array} (inverse of `unflatten_params`)."""
-  flat = {}
-  for key, value in tree.items():
-    name = f"{prefix}{key}"
-    if isinstance(value, Mapping):
-      flat.update(flatten_params(value, name + "/"))
-    else:
-      flat[name] = value
-  return flat
+  return traverse_util.flatten_dict(dict(tree), sep="/")
 
 
 def param_shapes(include_head: bool = True) -> dict[str, tuple[int, ...]]:
