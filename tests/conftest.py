@@ -17,6 +17,8 @@ if _cache != "0":
   os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _cache)
 
 import pathlib  # noqa: E402
+import socket  # noqa: E402
+import urllib.request  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -55,8 +57,6 @@ def isolated_data_env(monkeypatch, tmp_path):
 def no_network(monkeypatch):
   """Fails the test if anything tries to open a URL or a socket connection; returns the list of
   attempts (empty when none was made)."""
-  import socket  # pylint: disable=import-outside-toplevel
-  import urllib.request  # pylint: disable=import-outside-toplevel
   calls = []
 
   def refuse(*args, **kwargs):

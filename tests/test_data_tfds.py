@@ -1,6 +1,5 @@
 """tfds backend (no TensorFlow): structure via tfds.testing.mock_data, order restoration."""
 
-
 import chex
 import numpy as np
 import pytest

@@ -265,7 +265,7 @@ def init_params(seed: int = 0, include_head: bool = True) -> dict[str, Any]:
 
 def unflatten_params(flat: Mapping[str, np.ndarray]) -> dict[str, Any]:
   """{'a/b/kernel': array} -> nested {'a': {'b': {'kernel': array}}}."""
-  return traverse_util.unflatten_dict(dict(flat), sep="/")
+  return traverse_util.unflatten_dict(flat, sep="/")
 
 
 def flatten_params(tree: Mapping[str, Any]) -> dict[str, Any]:

@@ -114,7 +114,8 @@ class DThenGVariant(VariantBase):
     """G's loss against `d` on a fresh latent batch and its gradient, `(loss, grads)`.
 
     Feature matching: `fm_distance` between the `fm_layer` features of the real batch `x_real`
-    (held fixed) and of G's batch (official `loss_gen = mean |E f(x) - E f(G(z))|`, Eq. 4);
+    (held fixed) and of G's batch (Salimans et al. Sec. 3.1; the CIFAR/SVHN code's
+    `loss_gen = mean |E f(x) - E f(G(z))|`, papers.md A.5);
     otherwise the GAN loss `generator_loss` of `real_logit(D's logits)` (`x_real` unused).
     """
     k_z, k_real, k_gen = jax.random.split(rng, 3)
