@@ -99,6 +99,9 @@ def main(argv):
     ensembles = (table.ensemble(cell, subsets, data_dir=cell.config.data.get("dir"))
                  if _ENSEMBLE.value else None)
     for params, e in (ensembles or {}).items():
+      print(f"ensemble of {e['members']} ({params} parameters): {e['errors']} test errors by "
+            f"averaged probabilities, {e['errors_log_prob']} by averaged log-probabilities "
+            f"(members: {e['member_errors']})")
       if e["member_errors"] != e["logged_errors"]:
         print(f"warning: the {params} test errors recomputed from the checkpoints "
               f"{e['member_errors']} differ from the logged {e['logged_errors']}",

@@ -173,10 +173,11 @@ def test_second_call_resumes_unfinished_subsets(trained):
   assert stored["seed"] == 2 and stored["data"]["seed_data"] == 2
 
 
-def test_ensemble_equals_numpy_average_of_probabilities(trained):
+def test_ensemble_equals_numpy_average_of_probabilities_and_of_log_probabilities(trained):
   cell, subsets, *_ = trained
   got = table.ensemble(cell, subsets, return_probabilities=True)
   probs = {"ema": [], "raw": []}
+  log_probs = {"ema": [], "raw": []}
   for s in subsets:
     config, exp, state, step = evaluate.load_run(s.workdir)
     assert step == 8
@@ -188,10 +189,14 @@ def test_ensemble_equals_numpy_average_of_probabilities(trained):
           state, x, params == "ema"), np.float64)
       e = np.exp(logits - logits.max(-1, keepdims=True))
       probs[params].append(e / e.sum(-1, keepdims=True))
+      log_probs[params].append(np.log(probs[params][-1]))
   for params, members in probs.items():
     mean = np.mean(members, axis=0)
     np.testing.assert_allclose(got[params]["probabilities"], mean, atol=1e-6)
     assert got[params]["errors"] == int(np.sum(np.argmax(mean, -1) != y))
+    log_mean = np.mean(log_probs[params], axis=0)  # the geometric rule
+    np.testing.assert_allclose(got[params]["log_probabilities"], log_mean, atol=1e-5)
+    assert got[params]["errors_log_prob"] == int(np.sum(np.argmax(log_mean, -1) != y))
     assert got[params]["members"] == 2 and got[params]["test_examples"] == n
     assert got[params]["member_errors"] == got[params]["logged_errors"]
     assert got[params]["member_errors"] == [int(np.sum(np.argmax(p, -1) != y)) for p in members]

@@ -49,11 +49,12 @@ def count_errors(classify, state, x, y, batch_size: int, use_ema: bool) -> jax.A
   return jnp.sum(pred != y)
 
 
-def class_probabilities(classify, state, x, batch_size: int, use_ema: bool) -> jax.Array:
-  """Softmax over the K class logits of `classify(state, x, use_ema)`, `in_batches` of
-  `batch_size` (as `count_errors`): p(y | x, y <= K) of the K+1 discriminator, whose fixed zero
-  fake logit cancels in the class softmax. Shape (n, K), float32."""
-  return in_batches(lambda xi: jax.nn.softmax(classify(state, xi, use_ema=use_ema), -1), x,
+def class_log_probabilities(classify, state, x, batch_size: int, use_ema: bool) -> jax.Array:
+  """Log-softmax over the K class logits of `classify(state, x, use_ema)`, `in_batches` of
+  `batch_size` (as `count_errors`): log p(y | x, y <= K) of the K+1 discriminator, whose fixed
+  zero fake logit cancels in the class softmax. Shape (n, K), float32; logs rather than
+  probabilities so that confident members keep their small probabilities (no underflow to 0)."""
+  return in_batches(lambda xi: jax.nn.log_softmax(classify(state, xi, use_ema=use_ema), -1), x,
                     batch_size)
 
 
