@@ -19,7 +19,7 @@ Numbers (`summarize`, `ensemble`):
   Also recorded (`errors_log_prob`): the argmax of the averaged LOG-probabilities (the normalised
   geometric mean, a product of experts). The rules differ when members are overconfident: one
   member's probability near 1 outweighs the others' in the arithmetic mean, not in the geometric.
-  The table prints the arithmetic rule (the issue's definition); the runner prints both.
+  The table prints the arithmetic rule; `experiments/table.py` prints both.
 
 The protocol's number: the released scripts test the EMA parameters; the MNIST script of the
 paper's first version (`configs/mnist_ssl.py:prerelease`) had no EMA, so its number is the raw
