@@ -10,6 +10,9 @@ r"""Reproduces one cell of the Improved-GAN semi-supervised tables: N labeled su
   # the 10 subsets as ONE vmapped program (one run's wall time where the device has room):
   python experiments/table.py --config=configs/mnist_ssl.py --labels=100 --subsets=10 \
       --workdir_root=runs/table --run --vmap_seeds
+  # only subsets 4-6 (a cell split across machines or sessions; the table aggregates all):
+  python experiments/table.py --config=configs/mnist_ssl.py --labels=100 --subsets=10 \
+      --workdir_root=runs/table --run --train_seeds=4-6 --config.data.dir=../shared/data
   # without --run: only aggregate what exists (unfinished subsets are listed with their epoch):
   python experiments/table.py --config=configs/mnist_ssl.py --labels=100 --subsets=10 \
       --workdir_root=runs/table --markdown=runs/table/mnist.md
@@ -45,6 +48,9 @@ _ROOT = flags.DEFINE_string("workdir_root", None, "directory holding the cell's 
 _RUN = flags.DEFINE_bool("run", False, "train or resume the unfinished subsets first")
 _VMAP = flags.DEFINE_bool("vmap_seeds", False, "the N subsets as one run with train.num_seeds=N "
                           "(one vmapped program)")
+_TRAIN_SEEDS = flags.DEFINE_string(
+    "train_seeds", None, "with --run: train only these subsets, e.g. 4 or 4-6,9 (a cell split "
+    "across machines or sessions); the table still aggregates every finished subset")
 _NAME = flags.DEFINE_string("name", None, "workdir prefix (default: config stem + arguments)")
 _NUMBER = flags.DEFINE_enum("number", "auto", ["auto", "ema", "raw"],
                             "the protocol's number (auto: raw for :prerelease, else EMA)")
@@ -88,7 +94,11 @@ def main(argv):
         config=_CONFIG.value, subsets=_SUBSETS.value, root=pathlib.Path(_ROOT.value),
         name=_NAME.value or table.cell_name(spec), vmap=_VMAP.value, spec=spec,
         params=table.protocol_params(spec) if _NUMBER.value == "auto" else _NUMBER.value)
-    subsets = table.train(cell) if _RUN.value else table.status(cell)
+    if _TRAIN_SEEDS.value is not None and not _RUN.value:
+      raise ValueError("--train_seeds names the subsets --run trains; add --run")
+    seeds = (None if _TRAIN_SEEDS.value is None
+             else table.parse_seeds(_TRAIN_SEEDS.value, cell.subsets))
+    subsets = table.train(cell, seeds=seeds) if _RUN.value else table.status(cell)
     for s in subsets:
       state = "finished" if s.finished else f"unfinished at epoch {s.epoch}/{s.num_epochs}"
       print(f"subset {s.seed}: {state} ({s.workdir})")

@@ -256,17 +256,42 @@ def status(cell: Cell) -> list[Subset]:
   return out
 
 
-def train(cell: Cell, dataset=None, chunk_callback: Callable[[int], None] | None = None
-          ) -> list[Subset]:
+def parse_seeds(text: str, subsets: int) -> tuple[int, ...]:
+  """`'4'`, `'4-6,9'` -> the sorted subsets (seeds) named, each in 1..`subsets`. Raises
+  ValueError for anything else."""
+  seeds = set()
+  for item in text.split(","):
+    first, dash, last = item.strip().partition("-")
+    try:
+      low = int(first)
+      high = int(last) if dash else low
+    except ValueError:
+      raise ValueError(f"--train_seeds={text!r}: {item.strip()!r} is not a subset (i) or a range "
+                       "(i-j); e.g. --train_seeds=4 or --train_seeds=4-6,9") from None
+    if not 1 <= low <= high <= subsets:
+      raise ValueError(f"--train_seeds={text!r}: {item.strip()!r} is not within the cell's "
+                       f"subsets 1-{subsets} (--subsets={subsets})")
+    seeds.update(range(low, high + 1))
+  return tuple(sorted(seeds))
+
+
+def train(cell: Cell, dataset=None, chunk_callback: Callable[[int], None] | None = None,
+          seeds: Sequence[int] | None = None) -> list[Subset]:
   """Trains (or resumes) every unfinished run of the cell, one after the other; a finished run
-  is not touched. Returns the status afterwards."""
+  is not touched. `seeds`: only these subsets' runs (to split a cell across machines or
+  sessions; a vmapped cell is one run, so it takes all or none). Returns the status of every
+  subset afterwards."""
   from itgan_jax import experiment  # pylint: disable=import-outside-toplevel
   from itgan_jax.train import loop  # pylint: disable=import-outside-toplevel
+  if seeds is not None and cell.vmap and set(seeds) != set(cell.seeds):
+    raise ValueError(f"a vmapped cell trains its {cell.subsets} subsets as one run, so it "
+                     f"cannot train only subsets {list(seeds)}; drop --train_seeds or "
+                     "--vmap_seeds")
   cell.root.mkdir(parents=True, exist_ok=True)
   subsets = status(cell)  # refuses runs of another config before anything trains
   done = {s.workdir for s in subsets if s.finished}
-  for workdir, config, _ in cell.runs():
-    if workdir in done:
+  for workdir, config, run_seeds in cell.runs():
+    if workdir in done or (seeds is not None and not set(run_seeds) & set(seeds)):
       continue
     if dataset is None:
       dataset = experiment.load_data(config.data)

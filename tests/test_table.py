@@ -13,9 +13,9 @@ import jax
 import numpy as np
 import pytest
 
-from itgan_jax import evaluate, table
+from itgan_jax import evaluate, experiment, table
 from itgan_jax.data import preprocess
-from itgan_jax.train import run_config
+from itgan_jax.train import loop, run_config
 from tests.helpers import REPO, load_config
 
 
@@ -110,6 +110,47 @@ def test_spec_helpers():
           == "configs/mnist_ssl.py:prerelease,labels=100")
   assert table.cell_name("configs/mnist_ssl.py:prerelease,labels=100") == "mnist_ssl_prerelease"
   assert table.cell_name("configs/cifar10_ssl.py:labels=4000") == "cifar10_ssl"
+
+
+def test_train_seeds_parse_subsets_and_ranges_and_refuse_the_rest():
+  assert table.parse_seeds("4", 10) == (4,)
+  assert table.parse_seeds("4-6,9, 5", 10) == (4, 5, 6, 9)
+  assert table.parse_seeds("1-10", 10) == tuple(range(1, 11))
+  for bad, message in (("0", "within the cell's subsets 1-10"), ("11", "within"),
+                       ("6-4", "within"), ("x", "is not a subset"), ("", "is not a subset"),
+                       ("4-", "is not a subset"), ("4,,5", "is not a subset")):
+    with pytest.raises(ValueError, match=message):
+      table.parse_seeds(bad, 10)
+
+
+@pytest.fixture
+def recorded_training(monkeypatch):
+  """Replaces data loading, assembly and the loop: each run the table trains is recorded as
+  (seed, workdir) instead."""
+  trained = []
+  monkeypatch.setattr(experiment, "load_data", lambda data: "dataset")
+  monkeypatch.setattr(experiment, "build", lambda config, dataset: config.seed)
+  monkeypatch.setattr(loop, "train_and_evaluate",
+                      lambda seed, config, workdir, chunk_callback=None:
+                      trained.append((seed, workdir)))
+  return trained
+
+
+def test_train_seeds_train_only_the_named_unfinished_subsets(fake_cell, recorded_training):
+  cell = _cell(fake_cell.root, fake_cell.config, subsets=6)  # 1-3 finished, 4 at epoch 1
+  table.train(cell, seeds=(2, 4, 6))  # 2 is finished: untouched
+  assert recorded_training == [(4, str(cell.workdir(4))), (6, str(cell.workdir(6)))]
+  recorded_training.clear()
+  table.train(cell)
+  assert [seed for seed, _ in recorded_training] == [4, 5, 6]
+
+
+def test_train_seeds_of_a_vmapped_cell_are_all_or_none(tmp_path, recorded_training):
+  cell = _cell(tmp_path, _config(), subsets=3, vmap=True)
+  with pytest.raises(ValueError, match="vmapped cell trains its 3 subsets as one run"):
+    table.train(cell, seeds=(1,))
+  table.train(cell, seeds=(1, 2, 3))
+  assert recorded_training == [(1, str(cell.vmapped_workdir))]
 
 
 def test_missing_root_is_a_clear_error(tmp_path):
@@ -234,6 +275,11 @@ def test_cli_errors_are_one_line(tmp_path):
   out = _cli("--config=configs/mnist_ssl.py:tiny", f"--workdir_root={tmp_path}",
              "--config.train.num_epochs=x")
   assert out.returncode == 2 and "error:" in out.stderr
+  out = _cli("--config=configs/mnist_ssl.py:tiny", "--labels=20", "--subsets=4",
+             f"--workdir_root={tmp_path}", "--run", "--train_seeds=5")
+  assert out.returncode == 1
+  assert out.stderr.strip().splitlines()[-1] == (
+      "error: --train_seeds='5': '5' is not within the cell's subsets 1-4 (--subsets=4)")
 
 
 def test_docstring_commands_name_existing_files():
