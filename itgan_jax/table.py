@@ -283,7 +283,8 @@ def train(cell: Cell, dataset=None, chunk_callback: Callable[[int], None] | None
   subset afterwards."""
   from itgan_jax import experiment  # pylint: disable=import-outside-toplevel
   from itgan_jax.train import loop  # pylint: disable=import-outside-toplevel
-  if seeds is not None and cell.vmap and set(seeds) != set(cell.seeds):
+  wanted = set(cell.seeds if seeds is None else seeds)
+  if cell.vmap and wanted != set(cell.seeds):
     raise ValueError(f"a vmapped cell trains its {cell.subsets} subsets as one run, so it "
                      f"cannot train only subsets {list(seeds)}; drop --train_seeds or "
                      "--vmap_seeds")
@@ -291,7 +292,7 @@ def train(cell: Cell, dataset=None, chunk_callback: Callable[[int], None] | None
   subsets = status(cell)  # refuses runs of another config before anything trains
   done = {s.workdir for s in subsets if s.finished}
   for workdir, config, run_seeds in cell.runs():
-    if workdir in done or (seeds is not None and not set(run_seeds) & set(seeds)):
+    if workdir in done or not wanted.intersection(run_seeds):
       continue
     if dataset is None:
       dataset = experiment.load_data(config.data)
