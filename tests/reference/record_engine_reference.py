@@ -3,10 +3,12 @@ r"""Records the numbers of tiny training runs, to pin the training engine's beha
   python -m tests.reference.record_engine_reference --data_dir=../shared/data \
       --out=tests/data/engine_reference.json
 
-Written once from the code before the engine refactor (issue 12, commit 204966c, with this file
-copied in and `experiment.train` read as `loop.train_and_evaluate`); `tests/test_engine_reference.py`
-reruns the same runs and compares. Each run: one device, a tiny config, every record of
-`metrics.jsonl` (floats as exact reprs).
+Written from the code before the engine refactor (issue 12, commit 204966c, with this file copied
+in and `experiment.train` read as `loop.train_and_evaluate`), once per CPU model: XLA:CPU's kernels
+round differently on different CPU families, so the file keeps one reference per `cpu_model()` under
+"by_cpu", and a run adds or replaces only its own CPU's entry. `tests/test_engine_reference.py` reruns
+the same runs and compares. Each run: one device, a tiny config, every record of `metrics.jsonl`
+(floats as exact reprs).
 """
 
 from __future__ import annotations
@@ -58,16 +60,21 @@ def main():
   parser.add_argument("--out", required=True)
   args = parser.parse_args()
   from itgan_jax import experiment  # pylint: disable=import-outside-toplevel
-  out = {"cpu": cpu_model(), "runs": {}}
+  runs = {}
   for name in RUNS:
     config = config_for(name, args.data_dir)
     with tempfile.TemporaryDirectory() as workdir:
       experiment.train(config, workdir)
       records = [json.loads(l) for l in (pathlib.Path(workdir) / "metrics.jsonl").read_text()
                  .splitlines()]
-    out["runs"][name] = [{k: r[k] for k in DETERMINISTIC_KEYS if k in r} for r in records]
-    print(name, out["runs"][name][-1])
-  pathlib.Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    runs[name] = [{k: r[k] for k in DETERMINISTIC_KEYS if k in r} for r in records]
+    print(name, runs[name][-1])
+  out_path = pathlib.Path(args.out)
+  out = json.loads(out_path.read_text()) if out_path.exists() else {}
+  out.setdefault("recorded_at", "204966c (before the engine refactor)")
+  out["xla_flags"] = os.environ["XLA_FLAGS"]
+  out.setdefault("by_cpu", {})[cpu_model()] = runs
+  out_path.write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":
