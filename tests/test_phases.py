@@ -79,7 +79,8 @@ def _config(steps_per_call=4):
       seed=0, num_devices=1,
       train=dict(num_epochs=3, steps_per_call=steps_per_call),
       checkpoint=dict(every_epochs=1, max_to_keep=3),
-      log=dict(progress=False, print_epochs=False, tensorboard=False)))
+      log=dict(progress=False, print_epochs=False, tensorboard=False,
+               curves_every_epochs=1)))
   return c
 
 

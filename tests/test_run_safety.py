@@ -78,7 +78,8 @@ def _config(num_epochs=3, width=2):
       seed=0, num_devices=1, model=dict(width=width),
       train=dict(num_epochs=num_epochs, steps_per_call=2),
       checkpoint=dict(every_epochs=1, max_to_keep=3),
-      log=dict(progress=False, print_epochs=False, tensorboard=False)))
+      log=dict(progress=False, print_epochs=False, tensorboard=False,
+               curves_every_epochs=1)))
 
 
 def _params(workdir, step=None):

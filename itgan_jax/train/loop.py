@@ -122,7 +122,7 @@ chunk_compiler_options = chunk_lib.chunk_compiler_options
 def check_config(config: ml_collections.ConfigDict) -> None:
   """The loop's own keys (train, checkpoint, log): clear errors before anything is built."""
   for key in ("train.num_epochs", "train.steps_per_call", "checkpoint.every_epochs",
-              "checkpoint.max_to_keep"):
+              "checkpoint.max_to_keep", "log.curves_every_epochs"):
     section, name = key.split(".")
     value = config[section][name]
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -411,7 +411,8 @@ def _train_and_evaluate(exp, config: ml_collections.ConfigDict, workdir: str,
           print(line, flush=True)
         if main_process:
           _write_images(workdir, writer, step, epoch + 1, images)
-          if any(e.due(epoch + 1) for e in exp.evaluators) or step == total_steps:
+          if ((epoch + 1) % config.log.curves_every_epochs == 0 or step == total_steps
+              or stop_signal is not None):
             writers.plot_curves(writer.records(), curve_keys, workdir / "curves.png")
         meta = {"epoch_sums": {}, "epoch_wall": 0.0}
         if ((epoch + 1) % config.checkpoint.every_epochs == 0 or step == total_steps
