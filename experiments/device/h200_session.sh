@@ -4,7 +4,9 @@
 #   bash experiments/device/prepare.sh
 #   run(command="bash experiments/device/h200_session.sh", carry=[".whl", ".device_data"],
 #       timeout_s=590)
-# and record what it printed in RESULTS.md with the GPU named. What comes back under $OUT:
+# and record what it printed in RESULTS.md with the GPU named. With device time left, a second call
+# trains another cell without the benchmarks, e.g. "BENCH_SECONDS=0 CELL_CONFIG=configs/mnist_ssl.py:prerelease
+# bash experiments/device/h200_session.sh" (or LABELS=20|50|200). What comes back under $OUT:
 #   env.txt    nvidia-smi, the Python/JAX versions and devices
 #   bench.txt  benchmarks/mnist_step.py and benchmarks/cifar_step.py (FM and MD, synthetic data):
 #              ms per iteration, FLOPs, share of the measured matmul throughput, on the GPU
@@ -26,6 +28,7 @@ BUDGET=${BUDGET:-560}
 BENCH_SECONDS=${BENCH_SECONDS:-100}
 CELL_CONFIG=${CELL_CONFIG:-configs/mnist_ssl.py}
 SUBSETS=${SUBSETS:-10}
+LABELS=${LABELS:-100}      # another cell: LABELS=20|50|200, or CELL_CONFIG=configs/mnist_ssl.py:prerelease
 CELL_ARGS=${CELL_ARGS:-}   # more --config.* overrides for every subset (word-split)
 BENCH_ARGS_MNIST=${BENCH_ARGS_MNIST:-"--steps 600 --repeats 2 --compare_no_noise 0"}
 BENCH_ARGS_CIFAR=${BENCH_ARGS_CIFAR:-"--steps 5 --repeats 2 --synthetic_data"}
@@ -50,17 +53,19 @@ fi
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
+if [ "$BENCH_SECONDS" -gt 0 ]; then   # BENCH_SECONDS=0: only the cell (a second call)
 echo "== benchmarks (at most ${BENCH_SECONDS} s) =="
 { timeout "$BENCH_SECONDS" "$PYTHON" benchmarks/mnist_step.py --data_dir="$DATA" $BENCH_ARGS_MNIST
   left=$((BENCH_SECONDS - SECONDS)); [ "$left" -gt 20 ] &&
     timeout "$left" "$PYTHON" benchmarks/cifar_step.py --configs configs/cifar10_ssl.py \
         configs/cifar10_ssl.py:md $BENCH_ARGS_CIFAR
 } 2>&1 | grep --line-buffered -v "^W[0-9]* \|UserWarning\|warnings.warn" | tee "$OUT/bench.txt"
+fi
 
 cell_seconds=$((BUDGET - SECONDS - 80))
-echo "== the cell: $SUBSETS subsets vmapped, at most ${cell_seconds} s =="
+echo "== the cell ($CELL_CONFIG, $LABELS labels): $SUBSETS subsets vmapped, at most ${cell_seconds} s =="
 rm -rf "$WORK" && mkdir -p "$WORK"
-table=(experiments/table.py --config="$CELL_CONFIG" --labels=100 --subsets="$SUBSETS"
+table=(experiments/table.py --config="$CELL_CONFIG" --labels="$LABELS" --subsets="$SUBSETS"
        --workdir_root="$WORK/table" --config.data.dir="$DATA" --config.log.progress=False
        --markdown="$WORK/table/table.md" --vmap_seeds --config.checkpoint.every_epochs=50 $CELL_ARGS)
 timeout -s TERM -k 30 "$cell_seconds" "$PYTHON" "${table[@]}" --run 2>&1 \
