@@ -155,18 +155,18 @@ def test_curves_are_drawn_every_n_epochs_at_the_end_and_at_a_stop(shared_data_di
   drawn = []
   monkeypatch.setattr(loop.writers, "plot_curves",
                       lambda records, keys, path: drawn.append(records[-1]["epoch"]))
-  config = _tiny(shared_data_dir, **{"train.num_epochs": 5, "log.curves_every_epochs": 2})
+  config = _tiny(shared_data_dir, **{"train.num_epochs": 3, "log.curves_every_epochs": 2})
   spe = config.train.steps_per_epoch
 
-  def sigterm_at_the_end_of_epoch_3(step):
-    if step == 3 * spe:
+  def sigterm_at_the_end_of_epoch_1(step):
+    if step == spe:
       os.kill(os.getpid(), signal.SIGTERM)
 
   with pytest.raises(KeyboardInterrupt, match="Rerun the same command"):
-    experiment.train(config, str(tmp_path), chunk_callback=sigterm_at_the_end_of_epoch_3)
-  assert drawn == [2, 3]  # epoch 2 by the schedule, epoch 3 by the stop
+    experiment.train(config, str(tmp_path), chunk_callback=sigterm_at_the_end_of_epoch_1)
+  assert drawn == [1]  # by the stop
   experiment.train(config, str(tmp_path))
-  assert drawn == [2, 3, 4, 5]  # epoch 4 by the schedule, epoch 5 as the last
+  assert drawn == [1, 2, 3]  # epoch 2 by the schedule, epoch 3 as the last
 
 
 @pytest.mark.parametrize("value", [0, -1, True])
