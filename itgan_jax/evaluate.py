@@ -45,6 +45,7 @@ from absl import app, flags
 
 from itgan_jax import config_args
 from itgan_jax.metrics import suite as suite_lib
+from itgan_jax.train import run_config
 
 DEFAULT_METRICS = "is,fid,kid,swd,msssim,mnist_score,classifier_fd"
 
@@ -192,12 +193,13 @@ def subset(images: np.ndarray, n: int | None, seed: int = 0) -> np.ndarray:
 
 
 def load_run_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
-  """The run's config.json as a ConfigDict (the config the run was trained with)."""
+  """The run's config.json as a ConfigDict (the config the run was trained with; keys added since
+  at the value their absence means, `run_config.complete`)."""
   path = workdir / "config.json"
   if not path.is_file():
     raise FileNotFoundError(f"{path} not found: --workdir must be a training run directory "
                             "(written by python -m itgan_jax.main)")
-  return ml_collections.ConfigDict(json.loads(path.read_text()))
+  return ml_collections.ConfigDict(run_config.complete(json.loads(path.read_text())))
 
 
 def restore_state(workdir: pathlib.Path, exp, step: int | None = None):

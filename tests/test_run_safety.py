@@ -16,11 +16,13 @@ import ml_collections
 import numpy as np
 import pytest
 
+from itgan_jax import evaluate, experiment
 from itgan_jax.train import loop, run_config
 from itgan_jax.train.checkpoint import CheckpointError, Checkpointer
 from itgan_jax.train.contract import Experiment
 from itgan_jax.train.input_pipeline import DeviceFeeder
 from itgan_jax.train.state import Player, TrainState
+from tests.helpers import load_config
 
 DATA = np.random.RandomState(0).randint(0, 256, (64, 2, 2, 1)).astype(np.uint8)
 SPE = 4
@@ -126,6 +128,23 @@ def test_resumable_keys():
   assert not run_config.resumable("train.batch_size") and not run_config.resumable("data.seed_data")
   assert run_config.differences({"a": {"b": 1, "c": [1, 2]}}, {"a": {"b": 1, "c": [1, 3]}}) == {
       "a.c": ([1, 2], [1, 3])}
+
+
+def test_a_config_stored_before_newer_keys_is_completed_at_their_absent_values(shared_data_dir,
+                                                                              tmp_path):
+  stored = {"train": {"num_epochs": 3}, "log": {"progress": False}}
+  assert run_config.complete(stored) == {
+      "train": {"num_epochs": 3, "num_seeds": 1}, "precision": {"matmul": "highest",
+      "compute_dtype": "float32"}, "log": {"progress": False, "curves_every_epochs": 1}}
+  assert stored == {"train": {"num_epochs": 3}, "log": {"progress": False}}  # not modified
+  # A real run's config.json without the keys added since (as runs stored before them) builds.
+  config = load_config("mnist_ssl", "tiny", **{"data.dir": str(shared_data_dir)})
+  old = run_config.as_plain(config)
+  del old["log"]["curves_every_epochs"], old["precision"], old["train"]["num_seeds"]
+  (tmp_path / run_config.FILENAME).write_text(json.dumps(old))
+  loaded = evaluate.load_run_config(tmp_path)
+  assert loaded.log.curves_every_epochs == 1 and loaded.precision.matmul == "highest"
+  experiment.validate(loaded)
 
 
 # --- unreadable checkpoints -----------------------------------------------------------------------

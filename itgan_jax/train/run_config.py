@@ -42,6 +42,7 @@ ABSENT_MEANS = {
     "train.num_seeds": 1,
     "precision.matmul": "highest",
     "precision.compute_dtype": "float32",
+    "log.curves_every_epochs": 1,
 }
 
 
@@ -75,6 +76,19 @@ def differences(stored: dict, current: dict) -> dict[str, tuple[Any, Any]]:
     for tree in (a, b):
       tree.setdefault(key, value)
   return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+def complete(stored: dict) -> dict:
+  """A stored config with every `ABSENT_MEANS` key it lacks added at its value (a copy), so a run
+  stored before a key existed rebuilds (evaluation, ensembles) with the code of today."""
+  out = json.loads(json.dumps(stored))
+  for key, value in ABSENT_MEANS.items():
+    *sections, name = key.split(".")
+    node = out
+    for section in sections:
+      node = node.setdefault(section, {})
+    node.setdefault(name, value)
+  return out
 
 
 def read(workdir: str | pathlib.Path) -> dict | None:
