@@ -76,7 +76,7 @@ def test_missing_data_names_every_way_to_provide_it(tmp_path):
     ("variant", "growing", "config.variant"),
     ("model.name", "resnet", "model family"),
     ("loss.generator", "wasserstein", "loss.generator"),
-    ("loss.fm_distance", "l3", None),
+    ("loss.fm_distance", "l3", "feature matching distance 'l3'"),
     ("optim.schedule", "cosine", "optim.schedule"),
     ("data.num_labeled", 55, "multiple of the 10 classes"),
     ("data.scale", "zero_one", "data.scale"),
@@ -98,7 +98,7 @@ def test_invalid_values_fail_with_clear_messages(shared_data_dir, key, value, me
     exp = experiment.build(config)
     # Some values are only used when the step is traced: trace one init + step.
     import jax
-    state = exp.variant.init(jax.random.PRNGKey(0), exp.init_batch)
+    state = jax.eval_shape(exp.variant.init, jax.random.PRNGKey(0), exp.init_batch)
     batch = exp.feeder.gather(exp.feeder.put(None), {k: v[0] for k, v in exp.epoch_plan(0).items()})
     jax.eval_shape(exp.variant.train_step, state, batch, jax.random.PRNGKey(1))
   if message:
