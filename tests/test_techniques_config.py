@@ -7,6 +7,7 @@ takes well under a second.
 
 from __future__ import annotations
 
+import functools
 import json
 
 import jax
@@ -222,10 +223,11 @@ def test_mnist_mlp_minibatch_layer_reads_noise_free_features():
   from itgan_jax.models.mnist import MnistDiscriminator
   d = MnistDiscriminator(minibatch_kernels=4, minibatch_dim=3)
   x = np.random.RandomState(0).rand(6, 28, 28, 1).astype(np.float32)
-  variables = d.init({"params": jax.random.PRNGKey(0), "noise": jax.random.PRNGKey(1)},
-                     np.random.RandomState(1).rand(32, 28, 28, 1).astype(np.float32))
-  (_, features), state = d.apply(variables, x, rngs={"noise": jax.random.PRNGKey(2)},
-                                 capture_intermediates=True, mutable=["intermediates"])
+  # Jitted: eagerly, the unrolled threefry of D's noise layers dispatches op by op (23 s vs 9 s).
+  variables = jax.jit(d.init)({"params": jax.random.PRNGKey(0), "noise": jax.random.PRNGKey(1)},
+                              np.random.RandomState(1).rand(32, 28, 28, 1).astype(np.float32))
+  apply = jax.jit(functools.partial(d.apply, capture_intermediates=True, mutable=["intermediates"]))
+  (_, features), state = apply(variables, x, rngs={"noise": jax.random.PRNGKey(2)})
   out = state["intermediates"]["MinibatchDiscrimination_0"]["__call__"][0]
   assert out.shape == (6, 250 + 4)
   np.testing.assert_array_equal(np.asarray(out[:, :250]), np.asarray(features[-1]))
