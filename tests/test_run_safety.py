@@ -130,6 +130,24 @@ def test_resumable_keys():
       "a.c": ([1, 2], [1, 3])}
 
 
+def test_curves_are_drawn_every_n_epochs_at_the_end_and_at_a_stop(tmp_path, monkeypatch):
+  drawn = []
+  monkeypatch.setattr(loop.writers, "plot_curves",
+                      lambda records, keys, path: drawn.append(records[-1]["epoch"]))
+  config = _config(num_epochs=3)
+  config.log.curves_every_epochs = 2
+
+  def sigterm_at_the_end_of_epoch_1(step):
+    if step == SPE:
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  with pytest.raises(KeyboardInterrupt, match="Rerun the same command"):
+    loop.train_and_evaluate(_exp(), config, str(tmp_path), chunk_callback=sigterm_at_the_end_of_epoch_1)
+  assert drawn == [1]  # by the stop
+  loop.train_and_evaluate(_exp(), config, str(tmp_path))
+  assert drawn == [1, 2, 3]  # epoch 2 by the schedule, epoch 3 as the last
+
+
 def test_a_config_stored_before_newer_keys_is_completed_at_their_absent_values(shared_data_dir,
                                                                               tmp_path):
   stored = {"train": {"num_epochs": 3}, "log": {"progress": False}}

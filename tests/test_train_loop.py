@@ -150,25 +150,6 @@ def test_bad_every_steps_is_refused(shared_data_dir, value):
     loop.check_config(_tiny(shared_data_dir, **{"checkpoint.every_steps": value}))
 
 
-def test_curves_are_drawn_every_n_epochs_at_the_end_and_at_a_stop(shared_data_dir, tmp_path,
-                                                                  monkeypatch):
-  drawn = []
-  monkeypatch.setattr(loop.writers, "plot_curves",
-                      lambda records, keys, path: drawn.append(records[-1]["epoch"]))
-  config = _tiny(shared_data_dir, **{"train.num_epochs": 3, "log.curves_every_epochs": 2})
-  spe = config.train.steps_per_epoch
-
-  def sigterm_at_the_end_of_epoch_1(step):
-    if step == spe:
-      os.kill(os.getpid(), signal.SIGTERM)
-
-  with pytest.raises(KeyboardInterrupt, match="Rerun the same command"):
-    experiment.train(config, str(tmp_path), chunk_callback=sigterm_at_the_end_of_epoch_1)
-  assert drawn == [1]  # by the stop
-  experiment.train(config, str(tmp_path))
-  assert drawn == [1, 2, 3]  # epoch 2 by the schedule, epoch 3 as the last
-
-
 @pytest.mark.parametrize("value", [0, -1, True])
 def test_bad_curves_every_epochs_is_refused(shared_data_dir, value):
   with pytest.raises(ValueError, match="log.curves_every_epochs"):
