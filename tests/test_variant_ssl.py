@@ -18,7 +18,8 @@ def setup(shared_data_dir):
   """A tiny experiment, its initial state, one batch and the state after one jitted step."""
   config = load_config("mnist_ssl", "tiny", **{"data.dir": str(shared_data_dir)})
   exp = experiment.build(config)
-  state = exp.variant.init(jax.random.PRNGKey(0), exp.init_batch)
+  # Jitted, as the loop runs it (eagerly the noise layers' unrolled threefry runs op by op).
+  state = jax.jit(exp.variant.init)(jax.random.PRNGKey(0), exp.init_batch)
   arrays = exp.feeder.put(None)
   batch = exp.feeder.gather(arrays, {k: v[0] for k, v in exp.epoch_plan(0).items()})
   new_state, metrics = jax.jit(exp.variant.train_step)(state, batch, jax.random.PRNGKey(1))
@@ -48,10 +49,11 @@ def test_generator_update_sees_discriminator_after_its_update(setup):
   exp, state, batch, new_state, metrics = setup
   # Recompute the G loss with the updated D and the same randomness: equal to the reported one.
   _, k_g = jax.random.split(jax.random.PRNGKey(1))
-  _, loss_new = exp.variant.generator_update(state.g, new_state.d, batch,  # pylint: disable=protected-access
-                                      jax.random.fold_in(k_g, 0), jnp.float32(0.003))
-  _, loss_old = exp.variant.generator_update(state.g, state.d, batch,  # pylint: disable=protected-access
-                                      jax.random.fold_in(k_g, 0), jnp.float32(0.003))
+  generator_update = jax.jit(exp.variant.generator_update)
+  _, loss_new = generator_update(state.g, new_state.d, batch, jax.random.fold_in(k_g, 0),
+                                 jnp.float32(0.003))
+  _, loss_old = generator_update(state.g, state.d, batch, jax.random.fold_in(k_g, 0),
+                                 jnp.float32(0.003))
   np.testing.assert_allclose(metrics["loss_gen"], loss_new, rtol=1e-5)
   assert not np.isclose(float(loss_old), float(loss_new), rtol=1e-4)
 
