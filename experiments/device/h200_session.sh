@@ -19,7 +19,9 @@
 # next chunk boundary; the metrics so far are kept) and the table over what finished.
 # Dry run on a CPU (checks the plumbing, not the numbers):
 #   OUT=/tmp/devout PYTHON=.venv/bin/python CELL_CONFIG=configs/mnist_ssl.py:tiny SUBSETS=2 \
-#     BUDGET=240 BENCH_ARGS_MNIST="--steps 5 --repeats 1" bash experiments/device/h200_session.sh
+#     BUDGET=300 BENCH_SECONDS=120 BENCH_ARGS_MNIST="--steps 5 --repeats 1 --compare_no_noise 0" \
+#     BENCH_ARGS_CIFAR="--count_only --synthetic_data" bash experiments/device/h200_session.sh
+# (add CELL_ARGS=--config.train.num_epochs=400 BUDGET=130 to see a cell cut by SIGTERM).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:?set OUT to the folder whose files come back}
