@@ -99,3 +99,9 @@ def test_minibatch_discriminator_on_devices_matches_explicit_batches():
   out = evaluator(variables, 1).scalars
   assert out["test_errors_ema"] == out["test_errors_raw"] == want
   assert out["test_err_ema"] == want / 21
+
+
+def test_confusion_matrix_counts_true_rows_and_predicted_columns():
+  m = classifier_error.confusion_matrix([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 0, 2], 3)
+  np.testing.assert_array_equal(m, [[1, 1, 0], [0, 1, 0], [1, 0, 2]])
+  assert m.dtype == np.int64 and m.sum() == 6 and m.trace() == 4

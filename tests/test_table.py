@@ -243,6 +243,30 @@ def test_ensemble_equals_numpy_average_of_probabilities_and_of_log_probabilities
     assert got[params]["member_errors"] == [int(np.sum(np.argmax(p, -1) != y)) for p in members]
 
 
+def test_confusion_of_a_subset_agrees_with_its_logged_errors(trained, capsys):
+  """experiments/confusion.py on a trained subset: the matrices' off-diagonal counts are the
+  test errors the run logged at its last epoch (the evaluator's count, computed apart)."""
+  import importlib.util  # pylint: disable=import-outside-toplevel
+  spec = importlib.util.spec_from_file_location("confusion", REPO / "experiments" / "confusion.py")
+  confusion = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(confusion)
+  cell, *_ = trained
+  workdir = cell.workdir(2)
+  result = confusion.confusion(workdir)
+  assert result["epoch"] == 2 and result["seed"] is None
+  logged = confusion.logged_errors(workdir, 2, None)
+  for params in ("ema", "raw"):
+    m = result[params]
+    assert m.shape == (10, 10) and m.sum() == 2000  # the evaluator's max_examples in _config
+    assert m.sum() - m.trace() == logged[params]
+  assert confusion.main([str(workdir), "--top=3"]) == 0
+  out = capsys.readouterr()
+  assert f"ema parameters: {logged['ema']} test errors of 2000" in out.out
+  assert "warning" not in out.err
+  assert confusion.main([str(workdir), "--member=0"]) == 1
+  assert "single-seed run" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------------------------------
 # The command line.
 

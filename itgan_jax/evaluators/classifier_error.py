@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from itgan_jax.data import preprocess
 from itgan_jax.evaluators.common import EvalContext, Scheduled, positive_int
@@ -56,6 +57,13 @@ def class_log_probabilities(classify, state, x, batch_size: int, use_ema: bool) 
   probabilities so that confident members keep their small probabilities (no underflow to 0)."""
   return in_batches(lambda xi: jax.nn.log_softmax(classify(state, xi, use_ema=use_ema), -1), x,
                     batch_size)
+
+
+def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
+  """Counts (num_classes, num_classes), int64: row = true class, column = predicted class."""
+  out = np.zeros((num_classes, num_classes), np.int64)
+  np.add.at(out, (np.asarray(y_true), np.asarray(y_pred)), 1)
+  return out
 
 
 class ClassifierError(Scheduled):

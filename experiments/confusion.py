@@ -1,0 +1,122 @@
+r"""Which classes a trained semi-supervised run confuses: its discriminator's confusion matrix on
+the test set (EMA and raw parameters, classified as the run's `classifier_error` evaluator does),
+the errors per true class, and the most frequent (true -> predicted) confusions.
+
+  python experiments/confusion.py runs/table/mnist_ssl_labels100_seed5 \
+      [--data_dir=../shared/data] [--member=0 (a vmapped run's seed index)] [--top=8]
+
+The diagonal's complement equals the run's logged `test_errors_ema` / `test_errors_raw` at the
+checkpoint's epoch (the command checks it when the record exists).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from itgan_jax import evaluate  # noqa: E402
+from itgan_jax.data import preprocess  # noqa: E402
+from itgan_jax.evaluators import classifier_error  # noqa: E402
+from itgan_jax.train import seed_vmap  # noqa: E402
+
+PARAMS = ("ema", "raw")
+
+
+def _eval_config(config):
+  for cfg in config.get("evals", {}).values():
+    if cfg.get("kind") == "classifier_error":
+      return int(cfg.batch_size), cfg.get("max_examples")
+  raise ValueError("the run's config has no classifier_error evaluator: it has no test labels "
+                   "to confuse")
+
+
+def confusion(workdir: str | pathlib.Path, data_dir: str | None = None,
+              member: int | None = None) -> dict:
+  """{'epoch', 'step', 'seed', 'ema': matrix, 'raw': matrix} of the run's newest checkpoint
+  (`seed`: the vmapped member's seed, else None)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  config, exp, state, step = evaluate.load_run(workdir, data_dir=data_dir)
+  variant, seed = exp.variant, None
+  if isinstance(state, seed_vmap.SeedStack):
+    if member is None or not 0 <= member < len(variant.members):
+      raise ValueError(f"{workdir} holds {len(variant.members)} vmapped seeds: pass --member=i "
+                       f"with 0 <= i < {len(variant.members)}")
+    seed = variant.seeds[member]
+    variant, state = variant.members[0], seed_vmap.member_state(state, member)
+  elif member is not None:
+    raise ValueError(f"--member={member} given, but {workdir} is a single-seed run")
+  batch_size, max_examples = _eval_config(config)
+  n = exp.dataset.test_y.shape[0]
+  n = n if max_examples is None else min(n, max_examples)
+  x = jax.device_put(preprocess.to_float(exp.dataset.test_x[:n], exp.scale))
+  y = np.asarray(exp.dataset.test_y[:n])
+  log_probs = jax.jit(lambda st, xs, use_ema: classifier_error.class_log_probabilities(
+      variant.classify, st, xs, batch_size, use_ema), static_argnums=(2,))
+  out = {"step": step, "epoch": step // exp.steps_per_epoch, "seed": seed}
+  for params in PARAMS:
+    log_p = np.asarray(log_probs(state, x, params == "ema"))
+    out[params] = classifier_error.confusion_matrix(y, np.argmax(log_p, -1), log_p.shape[-1])
+  return out
+
+
+def logged_errors(workdir: pathlib.Path, epoch: int, seed: int | None) -> dict:
+  """{'ema': n, 'raw': n}: the test errors metrics.jsonl holds for `epoch` (a vmapped `seed`'s)."""
+  path = workdir / "metrics.jsonl"
+  records = [json.loads(l) for l in path.read_text().splitlines()] if path.exists() else []
+  suffix = "" if seed is None else seed_vmap.per_seed_key("", seed)
+  for r in records:
+    if r.get("epoch") == epoch:
+      return {p: r.get(f"test_errors_{p}{suffix}") for p in PARAMS}
+  return {}
+
+
+def format_report(result: dict, top: int) -> str:
+  lines = []
+  for params in PARAMS:
+    m = result[params]
+    k = m.shape[0]
+    errors = int(m.sum() - np.trace(m))
+    lines += [f"{params} parameters: {errors} test errors of {int(m.sum())} (epoch "
+              f"{result['epoch']}, step {result['step']}); rows: true class, columns: predicted",
+              "", "| true \\ pred | " + " | ".join(map(str, range(k))) + " | errors |",
+              "|---" * (k + 2) + "|"]
+    for i in range(k):
+      lines.append(f"| {i} | " + " | ".join(str(int(v)) for v in m[i]) +
+                   f" | {int(m[i].sum() - m[i, i])} |")
+    pairs = sorted(((int(m[i, j]), i, j) for i in range(k) for j in range(k) if i != j),
+                   reverse=True)[:top]
+    lines += ["", "most frequent confusions (true -> predicted): " + ", ".join(
+        f"{i}->{j} {c}" for c, i, j in pairs if c), ""]
+  return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("workdir")
+  parser.add_argument("--data_dir", default=None, help="replaces the run's config.data.dir")
+  parser.add_argument("--member", type=int, default=None, help="a vmapped run's seed index")
+  parser.add_argument("--top", type=int, default=8, help="confusions listed")
+  args = parser.parse_args(argv)
+  workdir = pathlib.Path(args.workdir)
+  try:
+    result = confusion(workdir, args.data_dir, args.member)
+  except (FileNotFoundError, ValueError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  print(format_report(result, args.top))
+  logged = logged_errors(workdir, result["epoch"], result["seed"])
+  for params, value in logged.items():
+    got = int(result[params].sum() - np.trace(result[params]))
+    if value is not None and value != got:
+      print(f"warning: {got} {params} errors here, {value} logged at epoch {result['epoch']}",
+            file=sys.stderr)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
