@@ -27,14 +27,6 @@ from itgan_jax.train import seed_vmap  # noqa: E402
 PARAMS = ("ema", "raw")
 
 
-def _eval_config(config):
-  for cfg in config.get("evals", {}).values():
-    if cfg.get("kind") == "classifier_error":
-      return int(cfg.batch_size), cfg.get("max_examples")
-  raise ValueError("the run's config has no classifier_error evaluator: it has no test labels "
-                   "to confuse")
-
-
 def confusion(workdir: str | pathlib.Path, data_dir: str | None = None,
               member: int | None = None) -> dict:
   """{'epoch', 'step', 'seed', 'ema': matrix, 'raw': matrix} of the run's newest checkpoint
@@ -50,7 +42,7 @@ def confusion(workdir: str | pathlib.Path, data_dir: str | None = None,
     variant, state = variant.members[0], seed_vmap.member_state(state, member)
   elif member is not None:
     raise ValueError(f"--member={member} given, but {workdir} is a single-seed run")
-  batch_size, max_examples = _eval_config(config)
+  batch_size, max_examples = classifier_error.settings(config)
   n = exp.dataset.test_y.shape[0]
   n = n if max_examples is None else min(n, max_examples)
   x = jax.device_put(preprocess.to_float(exp.dataset.test_x[:n], exp.scale))

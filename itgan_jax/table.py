@@ -324,15 +324,6 @@ def summarize(subsets: Sequence[Subset]) -> dict[str, Any]:
   return out
 
 
-def _classifier_eval(config) -> tuple[int, int | None]:
-  """(batch_size, max_examples) of the config's classifier_error evaluator (as it was logged)."""
-  for cfg in (config.get("evals") or {}).values():
-    if cfg.get("kind") == "classifier_error":
-      return int(cfg.batch_size), cfg.get("max_examples")
-  raise ValueError("the cell's config has no classifier_error evaluator (config.evals), so its "
-                   "runs have no test errors to tabulate")
-
-
 def ensemble(cell: Cell, subsets: Sequence[Subset], dataset=None, data_dir: str | None = None,
              return_probabilities: bool = False) -> dict[str, Any]:
   """The ensemble of the finished subsets' discriminators (module docstring), per parameter set:
@@ -348,7 +339,7 @@ def ensemble(cell: Cell, subsets: Sequence[Subset], dataset=None, data_dir: str 
   finished = [s for s in subsets if s.finished]
   if not finished:
     return {}
-  batch_size, max_examples = _classifier_eval(cell.config)
+  batch_size, max_examples = classifier_error.settings(cell.config)
   sums = {p: 0.0 for p in PARAMS}
   log_sums = {p: 0.0 for p in PARAMS}
   member_errors = {p: [] for p in PARAMS}

@@ -66,6 +66,15 @@ def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
   return out
 
 
+def settings(config) -> tuple[int, int | None]:
+  """(batch_size, max_examples) of `config`'s classifier_error evaluator, as its runs logged."""
+  for cfg in (config.get("evals") or {}).values():
+    if cfg.get("kind") == "classifier_error":
+      return int(cfg.batch_size), cfg.get("max_examples")
+  raise ValueError("the config has no classifier_error evaluator (config.evals), so its runs "
+                   "have no test errors to tabulate or confuse")
+
+
 class ClassifierError(Scheduled):
   """Counts test errors with `variant.classify(state, x, use_ema)`, EMA and raw parameters."""
   keys = KEYS

@@ -71,10 +71,7 @@ def resumable(key: str) -> bool:
 def differences(stored: dict, current: dict) -> dict[str, tuple[Any, Any]]:
   """`{dotted key: (stored value, current value)}` for every key that differs (missing: None;
   the keys of `ABSENT_MEANS` compare at the value their absence means)."""
-  a, b = _flatten(stored), _flatten(current)
-  for key, value in ABSENT_MEANS.items():
-    for tree in (a, b):
-      tree.setdefault(key, value)
+  a, b = _flatten(complete(stored)), _flatten(complete(current))
   return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
 
 
