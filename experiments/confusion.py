@@ -12,15 +12,13 @@ checkpoint's epoch (the command checks it when the record exists).
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import sys
 
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from itgan_jax import evaluate  # noqa: E402
-from itgan_jax.data import preprocess  # noqa: E402
+from itgan_jax import evaluate, table  # noqa: E402
 from itgan_jax.evaluators import classifier_error  # noqa: E402
 from itgan_jax.train import seed_vmap  # noqa: E402
 
@@ -31,37 +29,29 @@ def confusion(workdir: str | pathlib.Path, data_dir: str | None = None,
               member: int | None = None) -> dict:
   """{'epoch', 'step', 'seed', 'ema': matrix, 'raw': matrix} of the run's newest checkpoint
   (`seed`: the vmapped member's seed, else None)."""
-  import jax  # pylint: disable=import-outside-toplevel
   config, exp, state, step = evaluate.load_run(workdir, data_dir=data_dir)
-  variant, seed = exp.variant, None
+  seed = None
   if isinstance(state, seed_vmap.SeedStack):
-    if member is None or not 0 <= member < len(variant.members):
-      raise ValueError(f"{workdir} holds {len(variant.members)} vmapped seeds: pass --member=i "
-                       f"with 0 <= i < {len(variant.members)}")
-    seed = variant.seeds[member]
-    variant, state = variant.members[0], seed_vmap.member_state(state, member)
+    members = exp.variant.members
+    if member is None or not 0 <= member < len(members):
+      raise ValueError(f"{workdir} holds {len(members)} vmapped seeds: pass --member=i "
+                       f"with 0 <= i < {len(members)}")
+    seed = exp.variant.seeds[member]
   elif member is not None:
     raise ValueError(f"--member={member} given, but {workdir} is a single-seed run")
-  batch_size, max_examples = classifier_error.settings(config)
-  n = exp.dataset.test_y.shape[0]
-  n = n if max_examples is None else min(n, max_examples)
-  x = jax.device_put(preprocess.to_float(exp.dataset.test_x[:n], exp.scale))
-  y = np.asarray(exp.dataset.test_y[:n])
-  log_probs = jax.jit(lambda st, xs, use_ema: classifier_error.class_log_probabilities(
-      variant.classify, st, xs, batch_size, use_ema), static_argnums=(2,))
+  classifier = classifier_error.TestSetClassifier(config, exp)
   out = {"step": step, "epoch": step // exp.steps_per_epoch, "seed": seed}
   for params in PARAMS:
-    log_p = np.asarray(log_probs(state, x, params == "ema"))
-    out[params] = classifier_error.confusion_matrix(y, np.argmax(log_p, -1), log_p.shape[-1])
+    log_p = classifier.log_probabilities(state, params == "ema", member)
+    out[params] = classifier_error.confusion_matrix(classifier.y, np.argmax(log_p, -1),
+                                                    log_p.shape[-1])
   return out
 
 
 def logged_errors(workdir: pathlib.Path, epoch: int, seed: int | None) -> dict:
   """{'ema': n, 'raw': n}: the test errors metrics.jsonl holds for `epoch` (a vmapped `seed`'s)."""
-  path = workdir / "metrics.jsonl"
-  records = [json.loads(l) for l in path.read_text().splitlines()] if path.exists() else []
   suffix = "" if seed is None else seed_vmap.per_seed_key("", seed)
-  for r in records:
+  for r in table.read_records(workdir):
     if r.get("epoch") == epoch:
       return {p: r.get(f"test_errors_{p}{suffix}") for p in PARAMS}
   return {}

@@ -330,44 +330,31 @@ def ensemble(cell: Cell, subsets: Sequence[Subset], dataset=None, data_dir: str 
   {errors, err, errors_log_prob, members, member_errors}; `member_errors` are recomputed from the
   checkpoints and checked against the logged last-epoch errors (`logged_errors`). With
   `return_probabilities`, also the averaged `probabilities` and `log_probabilities` (n, K)."""
-  import jax  # pylint: disable=import-outside-toplevel
-
   from itgan_jax import evaluate  # pylint: disable=import-outside-toplevel
-  from itgan_jax.data import preprocess  # pylint: disable=import-outside-toplevel
   from itgan_jax.evaluators import classifier_error  # pylint: disable=import-outside-toplevel
-  from itgan_jax.train import seed_vmap  # pylint: disable=import-outside-toplevel
   finished = [s for s in subsets if s.finished]
   if not finished:
     return {}
-  batch_size, max_examples = classifier_error.settings(cell.config)
   sums = {p: 0.0 for p in PARAMS}
   log_sums = {p: 0.0 for p in PARAMS}
   member_errors = {p: [] for p in PARAMS}
-  probs_fn = x = y = None
+  classifier = None
   loaded: dict[pathlib.Path, Any] = {}
   for subset in finished:
     if subset.workdir not in loaded:
       loaded.clear()  # one run's state in memory at a time
       loaded[subset.workdir] = evaluate.load_run(subset.workdir, step=int(subset.record["step"]),
                                                  dataset=dataset, data_dir=data_dir)
-    config, exp, state, _ = loaded[subset.workdir]
-    variant = exp.variant
-    if subset.member is not None:
-      variant = variant.members[0]
-      state = seed_vmap.member_state(state, subset.member)
-    if probs_fn is None:
+    _, exp, state, _ = loaded[subset.workdir]
+    if classifier is None:
+      classifier = classifier_error.TestSetClassifier(cell.config, exp)
       dataset = exp.dataset
-      n = dataset.test_y.shape[0] if max_examples is None else min(max_examples,
-                                                                   dataset.test_y.shape[0])
-      x = jax.device_put(preprocess.to_float(dataset.test_x[:n], exp.scale))
-      y = np.asarray(dataset.test_y[:n])
-      probs_fn = jax.jit(lambda st, xs, use_ema, v=variant: classifier_error.class_log_probabilities(
-          v.classify, st, xs, batch_size, use_ema), static_argnums=(2,))
     for params in PARAMS:
-      log_p = np.asarray(probs_fn(state, x, params == "ema"), np.float64)
-      member_errors[params].append(int(np.sum(np.argmax(log_p, -1) != y)))
+      log_p = classifier.log_probabilities(state, params == "ema", subset.member)
+      member_errors[params].append(int(np.sum(np.argmax(log_p, -1) != classifier.y)))
       sums[params] = sums[params] + np.exp(log_p)
       log_sums[params] = log_sums[params] + log_p
+  y = classifier.y
   out = {}
   for params in PARAMS:
     mean, log_mean = sums[params] / len(finished), log_sums[params] / len(finished)

@@ -105,3 +105,53 @@ def test_confusion_matrix_counts_true_rows_and_predicted_columns():
   m = classifier_error.confusion_matrix([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 0, 2], 3)
   np.testing.assert_array_equal(m, [[1, 1, 0], [0, 1, 0], [1, 0, 2]])
   assert m.dtype == np.int64 and m.sum() == 6 and m.trace() == 4
+
+
+class _LinearVariant:
+  """classify: 3 class logits = the first 3 pixels times the state's weight (+1 on class 0 for the
+  raw parameters), so EMA and raw, and each member's weight, classify differently."""
+  phase_starts, progress_keys, curve_keys, metric_keys = (0,), (), (), ()
+
+  def classify(self, state, x, use_ema=True):
+    logits = x.reshape(x.shape[0], -1)[:, :3] * state["w"]
+    return logits if use_ema else logits.at[:, 0].add(1.0)
+
+
+def _numpy_log_softmax(z):
+  z = z - z.max(-1, keepdims=True)
+  return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+def test_test_set_classifier_uses_the_evaluators_prefix_scale_and_members():
+  """TestSetClassifier (what the table's ensemble and experiments/confusion.py classify with): the
+  config's max_examples prefix, the experiment's pixel scale, EMA vs raw, and member i of a
+  vmapped run's SeedStack equal to that member's own state; against NumPy."""
+  import ml_collections
+  from types import SimpleNamespace
+
+  from itgan_jax.train import seed_vmap
+  rng = np.random.RandomState(3)
+  test_x = rng.randint(0, 256, (9, 2, 2, 1)).astype(np.uint8)
+  exp = SimpleNamespace(dataset=SimpleNamespace(test_x=test_x, test_y=np.arange(9) % 3),
+                        scale="unit", variant=_LinearVariant())
+  config = ml_collections.ConfigDict({"evals": {"test": {
+      "kind": "classifier_error", "batch_size": 4, "max_examples": 7}}})
+  weights = np.array([[1.0, -2.0, 0.5], [-1.0, 3.0, 2.0]], np.float32)
+  xf = test_x[:7].reshape(7, -1)[:, :3].astype(np.float64) / 255.0
+
+  single = classifier_error.TestSetClassifier(config, exp)
+  np.testing.assert_array_equal(single.y, np.arange(7) % 3)
+  got = single.log_probabilities({"w": jnp.asarray(weights[0])}, use_ema=True)
+  assert got.shape == (7, 3) and got.dtype == np.float64
+  np.testing.assert_allclose(got, _numpy_log_softmax(xf * weights[0]), atol=1e-6)
+  raw = single.log_probabilities({"w": jnp.asarray(weights[0])}, use_ema=False)
+  np.testing.assert_allclose(raw, _numpy_log_softmax(xf * weights[0] + [1.0, 0, 0]), atol=1e-6)
+
+  exp.variant = seed_vmap.SeedVmap([_LinearVariant(), _LinearVariant()], seeds=(4, 5))
+  stacked = seed_vmap.SeedStack({"w": jnp.asarray(weights)})
+  vmapped = classifier_error.TestSetClassifier(config, exp)
+  for member in (0, 1):
+    np.testing.assert_allclose(vmapped.log_probabilities(stacked, True, member),
+                               _numpy_log_softmax(xf * weights[member]), atol=1e-6)
+  config.evals.test.max_examples = None
+  assert classifier_error.TestSetClassifier(config, exp).x.shape[0] == 9

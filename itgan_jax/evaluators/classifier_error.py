@@ -21,6 +21,7 @@ import numpy as np
 
 from itgan_jax.data import preprocess
 from itgan_jax.evaluators.common import EvalContext, Scheduled, positive_int
+from itgan_jax.train import seed_vmap
 from itgan_jax.train import sharding as sharding_lib
 from itgan_jax.train.contract import EvalOutput
 
@@ -73,6 +74,39 @@ def settings(config) -> tuple[int, int | None]:
       return int(cfg.batch_size), cfg.get("max_examples")
   raise ValueError("the config has no classifier_error evaluator (config.evals), so its runs "
                    "have no test errors to tabulate or confuse")
+
+
+class TestSetClassifier:
+  """A trained run's discriminator on the test set, classified as its `classifier_error`
+  evaluator does (`settings(config)`: test batches and prefix): `log_probabilities(state, use_ema,
+  member)` are `class_log_probabilities`, (n, K) float64. Jitted once: other runs of the same config
+  (another subset's checkpoint, another member of a vmapped run) reuse the program.
+
+  Args:
+    config: the run's config (its `evals` name the classifier_error evaluator).
+    exp: the experiment built from it (`itgan_jax.evaluate.load_run`); its test set and scale are
+      used, and a vmapped experiment's members[0] classifies every member.
+  """
+
+  def __init__(self, config, exp):
+    batch_size, max_examples = settings(config)
+    n = exp.dataset.test_y.shape[0]
+    n = n if max_examples is None else min(n, max_examples)
+    self.x = jax.device_put(preprocess.to_float(exp.dataset.test_x[:n], exp.scale))
+    self.y = np.asarray(exp.dataset.test_y[:n])
+    variant = exp.variant
+    if isinstance(variant, seed_vmap.SeedVmap):
+      variant = variant.members[0]
+    self._log_probs = jax.jit(
+        lambda state, x, use_ema: class_log_probabilities(variant.classify, state, x, batch_size,
+                                                          use_ema), static_argnums=(2,))
+
+  def log_probabilities(self, state, use_ema: bool, member: int | None = None) -> np.ndarray:
+    """Returns (n, K) log p(y | x) of the test prefix; `member`: the index in a vmapped run's
+    `SeedStack` (None: `state` is one run's state)."""
+    if member is not None:
+      state = seed_vmap.member_state(state, member)
+    return np.asarray(self._log_probs(state, self.x, use_ema), np.float64)
 
 
 class ClassifierError(Scheduled):
