@@ -88,6 +88,10 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   from itgan_jax import table  # pylint: disable=import-outside-toplevel
   from itgan_jax.train import loop  # pylint: disable=import-outside-toplevel
+  # The aggregation's modules, imported before hours of training: imported at the end, they would
+  # come from whatever commit the working tree holds then and may not match the modules already
+  # loaded (this broke a session's end-of-run aggregation once).
+  from itgan_jax import evaluate  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
   spec = _SPEC["config"]
   try:
     cell = table.Cell(
