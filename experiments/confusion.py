@@ -3,10 +3,15 @@ the test set (EMA and raw parameters, classified as the run's `classifier_error`
 the errors per true class, and the most frequent (true -> predicted) confusions.
 
   python experiments/confusion.py runs/table/mnist_ssl_labels100_seed5 \
-      [--data_dir=../shared/data] [--member=0 (a vmapped run's seed index)] [--top=8]
+      [--data_dir=../shared/data] [--member=0 (a vmapped run's seed index)] [--top=8] \
+      [--images=DIR]
 
 The diagonal's complement equals the run's logged `test_errors_ema` / `test_errors_raw` at the
 checkpoint's epoch (the command checks it when the record exists).
+
+`--images=DIR` also writes what to look at: `labeled.png`, the run's labeled subset (one row per
+class, `variants.ssl.labeled_indices`), and `confused_ema.png` / `confused_raw.png`, for each of the
+`--top` confusions a captioned grid of (up to 40 of) its misread test images, in test-set order.
 """
 
 from __future__ import annotations
@@ -18,17 +23,24 @@ import sys
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from PIL import Image  # noqa: E402
+
 from itgan_jax import evaluate, table  # noqa: E402
+from itgan_jax import experiment as experiment_lib  # noqa: E402
 from itgan_jax.evaluators import classifier_error  # noqa: E402
-from itgan_jax.train import seed_vmap  # noqa: E402
+from itgan_jax.train import seed_vmap, writers  # noqa: E402
+from itgan_jax.variants import ssl  # noqa: E402
 
 PARAMS = ("ema", "raw")
+IMAGES_PER_CONFUSION = 40
 
 
 def confusion(workdir: str | pathlib.Path, data_dir: str | None = None,
               member: int | None = None) -> dict:
   """{'epoch', 'step', 'seed', 'ema': matrix, 'raw': matrix} of the run's newest checkpoint
-  (`seed`: the vmapped member's seed, else None)."""
+  (`seed`: the vmapped member's seed, else None), with what `write_images` shows: 'predicted'
+  ({params: test predictions}), 'y' and 'test_x' (the classified test labels and images) and
+  'labeled_x' (the labeled subset's training images, class by class)."""
   config, exp, state, step = evaluate.load_run(workdir, data_dir=data_dir)
   seed = None
   if isinstance(state, seed_vmap.SeedStack):
@@ -40,10 +52,16 @@ def confusion(workdir: str | pathlib.Path, data_dir: str | None = None,
   elif member is not None:
     raise ValueError(f"--member={member} given, but {workdir} is a single-seed run")
   classifier = classifier_error.TestSetClassifier(config, exp)
-  out = {"step": step, "epoch": step // exp.steps_per_epoch, "seed": seed}
+  dataset = exp.dataset
+  labeled = ssl.labeled_indices(
+      config if member is None else experiment_lib.member_config(config, member), dataset)
+  out = {"step": step, "epoch": step // exp.steps_per_epoch, "seed": seed, "predicted": {},
+         "y": classifier.y, "test_x": dataset.test_x[:len(classifier.y)],
+         "labeled_x": dataset.train_x[labeled]}
   for params in PARAMS:
     log_p = classifier.log_probabilities(state, params == "ema", member)
-    out[params] = classifier_error.confusion_matrix(classifier.y, np.argmax(log_p, -1),
+    out["predicted"][params] = np.argmax(log_p, -1)
+    out[params] = classifier_error.confusion_matrix(classifier.y, out["predicted"][params],
                                                     log_p.shape[-1])
   return out
 
@@ -55,6 +73,42 @@ def logged_errors(workdir: pathlib.Path, epoch: int, seed: int | None) -> dict:
     if r.get("epoch") == epoch:
       return {p: r.get(f"test_errors_{p}{suffix}") for p in PARAMS}
   return {}
+
+
+def top_confusions(matrix: np.ndarray, top: int) -> list[tuple[int, int, int]]:
+  """The `top` largest off-diagonal counts as (count, true, predicted), largest first, zeros
+  dropped."""
+  k = matrix.shape[0]
+  pairs = sorted(((int(matrix[i, j]), i, j) for i in range(k) for j in range(k) if i != j),
+                 reverse=True)[:top]
+  return [p for p in pairs if p[0]]
+
+
+def _pil(images: np.ndarray, rows: int) -> Image.Image:
+  grid = writers.image_grid(images, rows=rows)
+  return Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
+
+
+def write_images(result: dict, directory: pathlib.Path, top: int) -> list[pathlib.Path]:
+  """labeled.png and confused_<params>.png (module docstring) in `directory`; returns the paths."""
+  directory.mkdir(parents=True, exist_ok=True)
+  k = result["ema"].shape[0]
+  paths = [directory / "labeled.png"]
+  writers.save_png(paths[0], writers.image_grid(result["labeled_x"], rows=k))
+  for params in PARAMS:
+    predicted = result["predicted"][params]
+    rows = []
+    for count, i, j in top_confusions(result[params], top):
+      where = np.flatnonzero((result["y"] == i) & (predicted == j))[:IMAGES_PER_CONFUSION]
+      rows.append([(f"true {i} read as {j}: {count} test images"
+                    + (f" (first {len(where)})" if count > len(where) else ""),
+                    _pil(result["test_x"][where], rows=2 if len(where) > 20 else 1))])
+    if not rows:
+      continue
+    path = directory / f"confused_{params}.png"
+    writers.tile_captioned(rows).save(path)
+    paths.append(path)
+  return paths
 
 
 def format_report(result: dict, top: int) -> str:
@@ -70,10 +124,8 @@ def format_report(result: dict, top: int) -> str:
     for i in range(k):
       lines.append(f"| {i} | " + " | ".join(str(int(v)) for v in m[i]) +
                    f" | {int(m[i].sum() - m[i, i])} |")
-    pairs = sorted(((int(m[i, j]), i, j) for i in range(k) for j in range(k) if i != j),
-                   reverse=True)[:top]
     lines += ["", "most frequent confusions (true -> predicted): " + ", ".join(
-        f"{i}->{j} {c}" for c, i, j in pairs if c), ""]
+        f"{i}->{j} {c}" for c, i, j in top_confusions(m, top)), ""]
   return "\n".join(lines)
 
 
@@ -82,7 +134,9 @@ def main(argv=None) -> int:
   parser.add_argument("workdir")
   parser.add_argument("--data_dir", default=None, help="replaces the run's config.data.dir")
   parser.add_argument("--member", type=int, default=None, help="a vmapped run's seed index")
-  parser.add_argument("--top", type=int, default=8, help="confusions listed")
+  parser.add_argument("--top", type=int, default=8, help="confusions listed (and drawn)")
+  parser.add_argument("--images", default=None,
+                      help="directory for labeled.png and confused_{ema,raw}.png")
   args = parser.parse_args(argv)
   workdir = pathlib.Path(args.workdir)
   try:
@@ -91,6 +145,9 @@ def main(argv=None) -> int:
     print(f"error: {e}", file=sys.stderr)
     return 1
   print(format_report(result, args.top))
+  if args.images:
+    for path in write_images(result, pathlib.Path(args.images), args.top):
+      print(f"wrote {path}")
   logged = logged_errors(workdir, result["epoch"], result["seed"])
   for params, value in logged.items():
     got = int(result[params].sum() - np.trace(result[params]))

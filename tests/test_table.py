@@ -15,6 +15,8 @@ import pytest
 
 from itgan_jax import evaluate, experiment, table
 from itgan_jax.data import preprocess
+from itgan_jax.data import ssl as ssl_data
+from itgan_jax.evaluators import classifier_error
 from itgan_jax.train import loop, run_config
 from tests.helpers import REPO, load_config
 
@@ -246,10 +248,7 @@ def test_ensemble_equals_numpy_average_of_probabilities_and_of_log_probabilities
 def test_confusion_of_a_subset_agrees_with_its_logged_errors(trained, capsys):
   """experiments/confusion.py on a trained subset: the matrices' off-diagonal counts are the
   test errors the run logged at its last epoch (the evaluator's count, computed apart)."""
-  import importlib.util  # pylint: disable=import-outside-toplevel
-  spec = importlib.util.spec_from_file_location("confusion", REPO / "experiments" / "confusion.py")
-  confusion = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(confusion)
+  confusion = _load_confusion()
   cell, *_ = trained
   workdir = cell.workdir(2)
   result = confusion.confusion(workdir)
@@ -265,6 +264,56 @@ def test_confusion_of_a_subset_agrees_with_its_logged_errors(trained, capsys):
   assert "warning" not in out.err
   assert confusion.main([str(workdir), "--member=0"]) == 1
   assert "single-seed run" in capsys.readouterr().err
+
+
+def _load_confusion():
+  import importlib.util  # pylint: disable=import-outside-toplevel
+  spec = importlib.util.spec_from_file_location("confusion", REPO / "experiments" / "confusion.py")
+  confusion = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(confusion)
+  return confusion
+
+
+def test_confusion_images_show_the_subsets_labeled_examples_and_misread_test_images(trained,
+                                                                                  tmp_path):
+  """--images: labeled.png is subset 2's labeled examples (seed_data 2, class by class, one row a
+  class); confused_*.png holds one captioned grid per drawn confusion."""
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  confusion = _load_confusion()
+  cell, *_ = trained
+  result = confusion.confusion(cell.workdir(2))
+  config, exp, _, _ = evaluate.load_run(cell.workdir(2))
+  per_class = config.data.num_labeled // 10
+  want = ssl_data.select_labeled(exp.dataset.train_y, per_class, 2, 10)
+  np.testing.assert_array_equal(exp.dataset.train_y[want], np.repeat(np.arange(10), per_class))
+  np.testing.assert_array_equal(result["labeled_x"], exp.dataset.train_x[want])
+  assert confusion.main([str(cell.workdir(2)), "--top=2", f"--images={tmp_path / 'img'}"]) == 0
+  labeled = np.asarray(Image.open(tmp_path / "img" / "labeled.png"))
+  assert labeled.shape == (10 * 29 - 1, per_class * 29 - 1)  # 28-pixel digits, 1-pixel gaps
+  assert (tmp_path / "img" / "confused_ema.png").exists()
+
+
+def test_confusion_images_draw_each_confusions_misread_images(tmp_path):
+  """write_images on a made-up result: test images 0, 1 (true 0 read as 1) and 3 (true 1 read as
+  0) are drawn in two captioned rows, largest confusion first; no row for an empty confusion."""
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  confusion = _load_confusion()
+  test_x = np.zeros((5, 4, 4, 1), np.uint8)
+  test_x[[0, 1, 3], ..., 0] = np.array([50, 100, 200])[:, None, None]
+  y, predicted = np.array([0, 0, 1, 1, 2]), np.array([1, 1, 1, 0, 2])
+  matrix = classifier_error.confusion_matrix(y, predicted, 3)
+  result = {"ema": matrix, "raw": np.diag(np.bincount(y, minlength=3)), "y": y, "test_x": test_x,
+            "predicted": {"ema": predicted, "raw": y}, "labeled_x": np.zeros((3, 4, 4, 1), np.uint8)}
+  assert confusion.top_confusions(matrix, 5) == [(2, 0, 1), (1, 1, 0)]
+  paths = confusion.write_images(result, tmp_path, top=5)
+  assert [p.name for p in paths] == ["labeled.png", "confused_ema.png"]  # raw: no errors
+  image = np.asarray(Image.open(tmp_path / "confused_ema.png").convert("L"))
+  caption, gap = 16, 6
+  assert image.shape == (2 * (caption + 4) + gap, 2 * 5 - 1)
+  first = image[caption:caption + 4]  # row 1: test images 0 and 1, a 1-pixel white gap
+  assert (first[:, :4] == 50).all() and (first[:, 4] == 255).all() and (first[:, 5:] == 100).all()
+  second = image[2 * caption + 4 + gap:]  # row 2: test image 3, then the white canvas
+  assert (second[:, :4] == 200).all() and (second[:, 4:] == 255).all()
 
 
 # ------------------------------------------------------------------------------------------------

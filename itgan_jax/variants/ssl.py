@@ -180,6 +180,18 @@ def _subset_seed(config: ml_collections.ConfigDict) -> tuple[int, int]:
   return (config.data.seed_data, 0) if which == "seed_data" else (config.seed, 2)
 
 
+def labeled_indices(config: ml_collections.ConfigDict, dataset) -> np.ndarray:
+  """The training-set indices of the run's labeled subset, class by class (`data.num_labeled`
+  examples, the official `txs/tys`: `data.ssl.select_labeled` with `data.subset_rng`'s seed)."""
+  d = config.data
+  if d.num_labeled <= 0 or d.num_labeled % dataset.num_classes:
+    raise ValueError(f"data.num_labeled={d.num_labeled} must be a positive multiple of the "
+                     f"{dataset.num_classes} classes (the official protocol is class-balanced)")
+  subset_seed, draws_before = _subset_seed(config)
+  return ssl_data.select_labeled(dataset.train_y, d.num_labeled // dataset.num_classes,
+                                 subset_seed, dataset.num_classes, draws_before=draws_before)
+
+
 def build(config: ml_collections.ConfigDict, dataset) -> base.Experiment:
   """The semi-supervised experiment: labeled subset, streams, K+1 game, classifier evaluation.
 
@@ -191,12 +203,7 @@ def build(config: ml_collections.ConfigDict, dataset) -> base.Experiment:
   if t.get("g_steps_per_d_step", 1) < 1:
     raise ValueError(f"train.g_steps_per_d_step={t.g_steps_per_d_step} must be >= 1")
   num_train = dataset.train_x.shape[0]
-  if d.num_labeled <= 0 or d.num_labeled % dataset.num_classes:
-    raise ValueError(f"data.num_labeled={d.num_labeled} must be a positive multiple of the "
-                     f"{dataset.num_classes} classes (the official protocol is class-balanced)")
-  subset_seed, draws_before = _subset_seed(config)
-  labeled = ssl_data.select_labeled(dataset.train_y, d.num_labeled // dataset.num_classes,
-                                    subset_seed, dataset.num_classes, draws_before=draws_before)
+  labeled = labeled_indices(config, dataset)
   init = base.init_batch(dataset, d.init_size, d.seed_data, d.scale)
   steps = base.steps_per_epoch(t, num_train)
   generator, discriminator = models.build(config.model, dataset.num_classes, dataset.image_shape)
