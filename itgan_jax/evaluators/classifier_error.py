@@ -87,6 +87,7 @@ class TestSetClassifier:
     exp: the experiment built from it (`itgan_jax.evaluate.load_run`); its test set and scale are
       used, and a vmapped experiment's members[0] classifies every member.
   """
+  __test__ = False  # a library class whose name starts with "Test": not a pytest test class
 
   def __init__(self, config, exp):
     batch_size, max_examples = settings(config)
