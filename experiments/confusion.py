@@ -7,7 +7,8 @@ the errors per true class, and the most frequent (true -> predicted) confusions.
       [--images=DIR]
 
 The diagonal's complement equals the run's logged `test_errors_ema` / `test_errors_raw` at the
-checkpoint's epoch (the command checks it when the record exists).
+checkpoint's epoch (the command checks it when the record exists and the checkpoint ends an epoch;
+a run stopped mid-epoch has its newest checkpoint between two logged evaluations).
 
 `--images=DIR` also writes what to look at: `labeled.png`, the run's labeled subset (one row per
 class, `variants.ssl.labeled_indices`), and `confused_ema.png` / `confused_raw.png`, for each of the
@@ -37,10 +38,11 @@ IMAGES_PER_CONFUSION = 40
 
 def confusion(workdir: str | pathlib.Path, data_dir: str | None = None,
               member: int | None = None) -> dict:
-  """{'epoch', 'step', 'seed', 'ema': matrix, 'raw': matrix} of the run's newest checkpoint
-  (`seed`: the vmapped member's seed, else None), with what `write_images` shows: 'predicted'
-  ({params: test predictions}), 'y' and 'test_x' (the classified test labels and images) and
-  'labeled_x' (the labeled subset's training images, class by class)."""
+  """{'epoch' (completed epochs), 'step', 'steps_per_epoch', 'seed', 'ema': matrix, 'raw': matrix}
+  of the run's newest checkpoint (`seed`: the vmapped member's seed, else None), with what
+  `write_images` shows: 'predicted' ({params: test predictions}), 'y' and 'test_x' (the
+  classified test labels and images) and 'labeled_x' (the labeled subset's training images, class
+  by class)."""
   config, exp, state, step = evaluate.load_run(workdir, data_dir=data_dir)
   seed = None
   if isinstance(state, seed_vmap.SeedStack):
@@ -55,7 +57,8 @@ def confusion(workdir: str | pathlib.Path, data_dir: str | None = None,
   dataset = exp.dataset
   labeled = ssl.labeled_indices(
       config if member is None else experiment_lib.member_config(config, member), dataset)
-  out = {"step": step, "epoch": step // exp.steps_per_epoch, "seed": seed, "predicted": {},
+  out = {"step": step, "epoch": step // exp.steps_per_epoch,
+         "steps_per_epoch": exp.steps_per_epoch, "seed": seed, "predicted": {},
          "y": classifier.y, "test_x": dataset.test_x[:len(classifier.y)],
          "labeled_x": dataset.train_x[labeled]}
   for params in PARAMS:
@@ -73,6 +76,27 @@ def logged_errors(workdir: pathlib.Path, epoch: int, seed: int | None) -> dict:
     if r.get("epoch") == epoch:
       return {p: r.get(f"test_errors_{p}{suffix}") for p in PARAMS}
   return {}
+
+
+def logged_mismatches(result: dict, logged: dict) -> list[str]:
+  """Lines for stderr: a warning per parameter set whose errors differ from those `logged` at the
+  checkpoint's epoch, or one note that a mid-epoch checkpoint is not compared."""
+  if result["step"] % result["steps_per_epoch"]:
+    return [f"note: the checkpoint (step {result['step']}) is {_when(result)}, after the last "
+            "logged evaluation; its errors are not compared with the logged ones"]
+  lines = []
+  for params, value in logged.items():
+    got = int(result[params].sum() - np.trace(result[params]))
+    if value is not None and value != got:
+      lines.append(f"warning: {got} {params} errors here, {value} logged at epoch "
+                   f"{result['epoch']}")
+  return lines
+
+
+def _when(result: dict) -> str:
+  into = result["step"] % result["steps_per_epoch"]
+  return (f"epoch {result['epoch']}" if not into
+          else f"{into} steps into epoch {result['epoch'] + 1}")
 
 
 def top_confusions(matrix: np.ndarray, top: int) -> list[tuple[int, int, int]]:
@@ -117,8 +141,8 @@ def format_report(result: dict, top: int) -> str:
     m = result[params]
     k = m.shape[0]
     errors = int(m.sum() - np.trace(m))
-    lines += [f"{params} parameters: {errors} test errors of {int(m.sum())} (epoch "
-              f"{result['epoch']}, step {result['step']}); rows: true class, columns: predicted",
+    lines += [f"{params} parameters: {errors} test errors of {int(m.sum())} ({_when(result)}, "
+              f"step {result['step']}); rows: true class, columns: predicted",
               "", "| true \\ pred | " + " | ".join(map(str, range(k))) + " | errors |",
               "|---" * (k + 2) + "|"]
     for i in range(k):
@@ -148,12 +172,8 @@ def main(argv=None) -> int:
   if args.images:
     for path in write_images(result, pathlib.Path(args.images), args.top):
       print(f"wrote {path}")
-  logged = logged_errors(workdir, result["epoch"], result["seed"])
-  for params, value in logged.items():
-    got = int(result[params].sum() - np.trace(result[params]))
-    if value is not None and value != got:
-      print(f"warning: {got} {params} errors here, {value} logged at epoch {result['epoch']}",
-            file=sys.stderr)
+  for line in logged_mismatches(result, logged_errors(workdir, result["epoch"], result["seed"])):
+    print(line, file=sys.stderr)
   return 0
 
 

@@ -376,3 +376,17 @@ def test_runs_stored_before_newer_keys_existed_are_the_cells_runs(tmp_path):
   (tmp_path / run_config.FILENAME).write_text(json.dumps(stored))
   with pytest.raises(run_config.ConfigMismatchError, match="optim.lr"):
     table.check_run_config(tmp_path, config)
+
+
+def test_confusion_compares_logged_errors_only_at_an_epoch_end():
+  """A checkpoint at an epoch's end is compared with that epoch's logged errors (a warning per
+  differing parameter set); a mid-epoch one (a run stopped by SIGTERM) gets one note instead."""
+  confusion = _load_confusion()
+  m = np.diag([5, 5]) + np.array([[0, 2], [1, 0]])  # 3 errors
+  result = {"ema": m, "raw": m, "epoch": 3, "steps_per_epoch": 10}
+  assert confusion.logged_mismatches(dict(result, step=30), {"ema": 3, "raw": 3}) == []
+  assert confusion.logged_mismatches(dict(result, step=30), {"ema": 3, "raw": 4}) == [
+      "warning: 3 raw errors here, 4 logged at epoch 3"]
+  assert confusion.logged_mismatches(dict(result, step=30), {}) == []  # no record
+  (note,) = confusion.logged_mismatches(dict(result, step=34), {"ema": 9, "raw": 9})
+  assert note.startswith("note: the checkpoint (step 34) is 4 steps into epoch 4,")
