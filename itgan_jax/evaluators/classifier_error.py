@@ -67,6 +67,13 @@ def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
   return out
 
 
+def evaluated_test_set(test_x, test_y, scale: str, max_examples: int | None):
+  """The evaluated test set: the first `max_examples` (None: all) uint8 images as floats in the
+  model's range (`preprocess.to_float` with `scale`) and their labels."""
+  n = test_y.shape[0] if max_examples is None else min(max_examples, test_y.shape[0])
+  return preprocess.to_float(test_x[:n], scale), test_y[:n]
+
+
 def settings(config) -> tuple[int, int | None]:
   """(batch_size, max_examples) of `config`'s classifier_error evaluator, as its runs logged."""
   for cfg in (config.get("evals") or {}).values():
@@ -91,10 +98,8 @@ class TestSetClassifier:
 
   def __init__(self, config, exp):
     batch_size, max_examples = settings(config)
-    n = exp.dataset.test_y.shape[0]
-    n = n if max_examples is None else min(n, max_examples)
-    self.x = jax.device_put(preprocess.to_float(exp.dataset.test_x[:n], exp.scale))
-    self.y = np.asarray(exp.dataset.test_y[:n])
+    x, y = evaluated_test_set(exp.dataset.test_x, exp.dataset.test_y, exp.scale, max_examples)
+    self.x, self.y = jax.device_put(x), np.asarray(y)
     variant = exp.variant
     if isinstance(variant, seed_vmap.SeedVmap):
       variant = variant.members[0]
@@ -117,9 +122,7 @@ class ClassifierError(Scheduled):
   def __init__(self, name: str, classify, test_x, test_y, scale: str, *, every_epochs: int,
                num_epochs: int, batch_size: int, max_examples: int | None = None):
     self.name, self.every_epochs, self.num_epochs = name, every_epochs, num_epochs
-    n = test_y.shape[0] if max_examples is None else min(max_examples, test_y.shape[0])
-    self._x = preprocess.to_float(test_x[:n], scale)
-    self._y = test_y[:n]
+    self._x, self._y = evaluated_test_set(test_x, test_y, scale, max_examples)
     self._classify = classify
     self._batch_size = batch_size
     self._fn = None
