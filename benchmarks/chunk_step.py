@@ -58,26 +58,27 @@ def main():
   parser.add_argument("--data_dir", default=str(REPO.parent / "shared" / "data"))
   args = parser.parse_args()
 
-  runs = {}
+  exps, states, chunks, setup = {}, {}, {}, {}
   for n in args.num_seeds:
     config = config_args.load_config_file(args.config)
     config.data.dir = args.data_dir
     config.num_devices = args.num_devices
     config.train.num_seeds = n
     try:
-      runs[n] = list(build_timed_chunk(config, args.num_devices, args.steps))
+      exps[n], states[n], chunks[n], *setup[n] = build_timed_chunk(config, args.num_devices,
+                                                                   args.steps)
     except ValueError as e:
       parser.error(str(e))
-  best = {n: float("inf") for n in runs}
+  best = {n: float("inf") for n in chunks}
   for r in range(args.repeats):
-    for n, run in runs.items():
+    for n, chunk in chunks.items():
       start = time.perf_counter()
-      run[1], _ = run[2](run[1], r)  # epoch r's first rows
-      jax.block_until_ready(run[1])
+      states[n], _ = chunk(states[n], r)  # epoch r's first rows
+      jax.block_until_ready(states[n])
       best[n] = min(best[n], time.perf_counter() - start)
   print(f"{args.config}: {jax.device_count()} {jax.default_backend()} device(s), using "
-        f"{args.num_devices}; batch {runs[args.num_seeds[0]][0].batch_size}")
-  for n, (_, _, _, init_s, compile_s) in runs.items():
+        f"{args.num_devices}; batch {exps[args.num_seeds[0]].batch_size}")
+  for n, (init_s, compile_s) in setup.items():
     per_iteration = best[n] / args.steps
     line = (f"seeds {n}: init {init_s:.1f} s, compile {compile_s:.1f} s, {per_iteration:.4f} s "
             f"per iteration (best of {args.repeats} chunks of {args.steps})")
