@@ -168,6 +168,19 @@ def test_vmapped_experiment_keeps_the_matmul_precision(shared_data_dir, level):
   assert exp.matmul_precision == level
 
 
+def test_member_state_refuses_an_index_outside_the_stack():
+  """JAX indexing clamps x[5] of a 3-row array to x[2]; member_state must say so instead."""
+  stack = seed_vmap.SeedStack(members={"w": np.arange(6.0).reshape(3, 2), "b": np.zeros((3,))})
+  np.testing.assert_array_equal(seed_vmap.member_state(stack, 2)["w"], [4.0, 5.0])
+  np.testing.assert_array_equal(seed_vmap.member_state(stack, -3)["w"], [0.0, 1.0])
+  for index in (3, -4):
+    with pytest.raises(IndexError, match=f"member {index} is out of range: this state stacks 3 seeds"):
+      seed_vmap.member_state(stack, index)
+  sliced = jax.jit(seed_vmap.member_state, static_argnums=(1,))
+  with pytest.raises(IndexError, match="stacks 3 seeds"):
+    sliced(jax.tree.map(jax.numpy.asarray, stack), 5)
+
+
 def test_member_config_shifts_both_seeds(shared_data_dir):
   config = _tiny(shared_data_dir, seed=5, **{"data.seed_data": 7, "train.num_seeds": 3})
   member = experiment.member_config(config, 2)

@@ -59,7 +59,16 @@ class SeedStack:
 
 
 def member_state(state: SeedStack, index: int) -> Any:
-  """The state of member `index` (a slice of every leaf)."""
+  """The state of member `index` (a slice of every leaf).
+
+  Raises:
+    IndexError: `index` is not one of the stack's members (JAX indexing would clamp it to the
+      last member silently).
+  """
+  count = jax.tree.leaves(state.members)[0].shape[0]
+  if not -count <= index < count:
+    raise IndexError(f"member {index} is out of range: this state stacks {count} seeds "
+                     f"(indices 0..{count - 1})")
   return jax.tree.map(lambda x: x[index], state.members)
 
 
