@@ -4,7 +4,7 @@ the errors per true class, and the most frequent (true -> predicted) confusions.
 
   python experiments/confusion.py runs/table/mnist_ssl_labels100_seed5 \
       [--data_dir=../shared/data] [--member=0 (a vmapped run's seed index)] [--top=8] \
-      [--images=DIR]
+      [--images=DIR] [--indices]
 
 The diagonal's complement equals the run's logged `test_errors_ema` / `test_errors_raw` at the
 checkpoint's epoch (the command checks it when the record exists and the checkpoint ends an epoch;
@@ -13,6 +13,8 @@ a run stopped mid-epoch has its newest checkpoint between two logged evaluations
 `--images=DIR` also writes what to look at: `labeled.png`, the run's labeled subset (one row per
 class, `variants.ssl.labeled_indices`), and `confused_ema.png` / `confused_raw.png`, for each of the
 `--top` confusions a captioned grid of (up to 40 of) its misread test images, in test-set order.
+`--indices` prints each listed confusion's test-set indices, to compare runs image by image (which
+subsets misread the same test digits).
 """
 
 from __future__ import annotations
@@ -108,6 +110,14 @@ def top_confusions(matrix: np.ndarray, top: int) -> list[tuple[int, int, int]]:
   return [p for p in pairs if p[0]]
 
 
+def confused_indices(result: dict, params: str, top: int) -> list[tuple[int, int, np.ndarray]]:
+  """For each of the `top` confusions of `params` ('ema' / 'raw'), largest first: (true,
+  predicted, the indices in the test set of its misread images, ascending)."""
+  predicted = result["predicted"][params]
+  return [(i, j, np.flatnonzero((result["y"] == i) & (predicted == j)))
+          for _, i, j in top_confusions(result[params], top)]
+
+
 def _pil(images: np.ndarray, rows: int) -> Image.Image:
   grid = writers.image_grid(images, rows=rows)
   return Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
@@ -120,10 +130,9 @@ def write_images(result: dict, directory: pathlib.Path, top: int) -> list[pathli
   paths = [directory / "labeled.png"]
   writers.save_png(paths[0], writers.image_grid(result["labeled_x"], rows=k))
   for params in PARAMS:
-    predicted = result["predicted"][params]
     rows = []
-    for count, i, j in top_confusions(result[params], top):
-      where = np.flatnonzero((result["y"] == i) & (predicted == j))[:IMAGES_PER_CONFUSION]
+    for i, j, misread in confused_indices(result, params, top):
+      count, where = len(misread), misread[:IMAGES_PER_CONFUSION]
       rows.append([(f"true {i} read as {j}: {count} test images"
                     + (f" (first {len(where)})" if count > len(where) else ""),
                     _pil(result["test_x"][where], rows=2 if len(where) > 20 else 1))])
@@ -135,7 +144,9 @@ def write_images(result: dict, directory: pathlib.Path, top: int) -> list[pathli
   return paths
 
 
-def format_report(result: dict, top: int) -> str:
+def format_report(result: dict, top: int, indices: bool = False) -> str:
+  """The matrices as Markdown tables and the `top` confusions (with their test indices when
+  `indices`)."""
   lines = []
   for params in PARAMS:
     m = result[params]
@@ -149,7 +160,11 @@ def format_report(result: dict, top: int) -> str:
       lines.append(f"| {i} | " + " | ".join(str(int(v)) for v in m[i]) +
                    f" | {int(m[i].sum() - m[i, i])} |")
     lines += ["", "most frequent confusions (true -> predicted): " + ", ".join(
-        f"{i}->{j} {c}" for c, i, j in top_confusions(m, top)), ""]
+        f"{i}->{j} {c}" for c, i, j in top_confusions(m, top))]
+    if indices:
+      lines += [f"test indices of {i}->{j}: {' '.join(map(str, misread))}"
+                for i, j, misread in confused_indices(result, params, top)]
+    lines.append("")
   return "\n".join(lines)
 
 
@@ -161,6 +176,8 @@ def main(argv=None) -> int:
   parser.add_argument("--top", type=int, default=8, help="confusions listed (and drawn)")
   parser.add_argument("--images", default=None,
                       help="directory for labeled.png and confused_{ema,raw}.png")
+  parser.add_argument("--indices", action="store_true",
+                      help="print each listed confusion's test-set indices")
   args = parser.parse_args(argv)
   workdir = pathlib.Path(args.workdir)
   try:
@@ -168,7 +185,7 @@ def main(argv=None) -> int:
   except (FileNotFoundError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
-  print(format_report(result, args.top))
+  print(format_report(result, args.top, args.indices))
   if args.images:
     for path in write_images(result, pathlib.Path(args.images), args.top):
       print(f"wrote {path}")

@@ -316,6 +316,22 @@ def test_confusion_images_draw_each_confusions_misread_images(tmp_path):
   assert (second[:, :4] == 200).all() and (second[:, 4:] == 255).all()
 
 
+def test_confusion_indices_name_each_confusions_misread_test_images():
+  """--indices on a made-up result: test images 1 and 4 are true 0 read as 2, image 2 is true 1
+  read as 0; each listed confusion prints its indices in test-set order, none without the flag."""
+  confusion = _load_confusion()
+  y, predicted = np.array([0, 0, 1, 1, 0, 2]), np.array([0, 2, 0, 1, 2, 2])
+  matrix = classifier_error.confusion_matrix(y, predicted, 3)
+  result = {"ema": matrix, "raw": matrix, "y": y, "predicted": {"ema": predicted, "raw": predicted},
+            "step": 10, "epoch": 1, "steps_per_epoch": 10}
+  got = confusion.confused_indices(result, "ema", top=5)
+  assert [(i, j, m.tolist()) for i, j, m in got] == [(0, 2, [1, 4]), (1, 0, [2])]
+  report = confusion.format_report(result, top=1, indices=True)
+  assert report.count("test indices of 0->2: 1 4") == 2  # EMA and raw
+  assert "1->0" not in report.split("most frequent")[1].split("raw parameters")[0]  # --top=1
+  assert "test indices" not in confusion.format_report(result, top=5)
+
+
 # ------------------------------------------------------------------------------------------------
 # The command line.
 
