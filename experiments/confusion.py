@@ -80,6 +80,11 @@ def logged_errors(workdir: pathlib.Path, epoch: int, seed: int | None) -> dict:
   return {}
 
 
+def _errors(matrix: np.ndarray) -> int:
+  """The misclassified count of a confusion matrix (its off-diagonal sum)."""
+  return int(matrix.sum() - np.trace(matrix))
+
+
 def logged_mismatches(result: dict, logged: dict) -> list[str]:
   """Lines for stderr: a warning per parameter set whose errors differ from those `logged` at the
   checkpoint's epoch, or one note that a mid-epoch checkpoint is not compared."""
@@ -88,7 +93,7 @@ def logged_mismatches(result: dict, logged: dict) -> list[str]:
             "logged evaluation; its errors are not compared with the logged ones"]
   lines = []
   for params, value in logged.items():
-    got = int(result[params].sum() - np.trace(result[params]))
+    got = _errors(result[params])
     if value is not None and value != got:
       lines.append(f"warning: {got} {params} errors here, {value} logged at epoch "
                    f"{result['epoch']}")
@@ -151,7 +156,7 @@ def format_report(result: dict, top: int, indices: bool = False) -> str:
   for params in PARAMS:
     m = result[params]
     k = m.shape[0]
-    errors = int(m.sum() - np.trace(m))
+    errors = _errors(m)
     lines += [f"{params} parameters: {errors} test errors of {int(m.sum())} ({_when(result)}, "
               f"step {result['step']}); rows: true class, columns: predicted",
               "", "| true \\ pred | " + " | ".join(map(str, range(k))) + " | errors |",
