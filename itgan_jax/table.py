@@ -458,8 +458,9 @@ def format_table(results: Sequence[dict]) -> str:
             elif r["ensemble"].get(params):
               e = r["ensemble"][params]
               value = e["errors"] if unit == "errors" else 100 * e["err"]
+              members = f"{e['members']} model" + ("s" if e["members"] != 1 else "")
               texts[r["labels"]] = (f"{value}" if unit == "errors" else f"{value:.2f}") + (
-                  f" [{e['members']} models]")
+                  f" [{members}]")
           what = "EMA" if params == "ema" else "raw"
           mark = ", the protocol's number" if params == mine[0]["params"] else ""
           head = "Our model" if kind == "model" else "Ensemble"
