@@ -97,14 +97,22 @@ def test_prerelease_protocol_reports_the_raw_number_first():
   assert table.protocol_params("configs/mnist_ssl.py:prerelease,labels=100") == "raw"
   assert table.protocol_params("configs/mnist_ssl.py:labels=100") == "ema"
   result = {"dataset": "cifar10", "labels": 4000, "name": "cifar10_ssl", "params": "ema",
-            "subsets": 2, "ensemble": {"ema": {"errors": 1900, "err": 0.19, "members": 1}},
+            "subsets": 2, "ensemble": {},
             "model": {p: {"errors": table.mean_std([1900, 1800]),
                           "err": table.mean_std([0.19, 0.18])} for p in table.PARAMS}}
   text = table.format_table([result])
   assert "| Our model (paper) | 21.83 ± 2.01 | 19.61 ± 2.09 | 18.63 ± 2.32 | 17.72 ± 1.82 |" in text
   assert "| Our model: ours, cifar10_ssl, EMA D, the protocol's number |  |  | 18.50 ± 0.71 |  |" \
       in text
-  # a cell with one finished subset: its "ensemble" is that one model, named in the singular
+
+
+def test_an_ensemble_of_one_finished_subset_is_named_in_the_singular():
+  result = {"dataset": "cifar10", "labels": 4000, "name": "cifar10_ssl", "params": "ema",
+            "subsets": 2, "ensemble": {"ema": {"errors": 1900, "err": 0.19, "members": 1}},
+            "model": {p: {"errors": table.mean_std([1900]), "err": table.mean_std([0.19])}
+                      for p in table.PARAMS}}
+  text = table.format_table([result])
+  assert "| Our model: ours, cifar10_ssl, EMA D, the protocol's number |  |  | 19.00 [1/2] |  |" in text
   assert "| Ensemble: ours, cifar10_ssl, EMA D, the protocol's number |  |  | 19.00 [1 model] |  |" \
       in text
 
